@@ -1,0 +1,3 @@
+module github.com/gocfs/gocfs
+
+go 1.26
