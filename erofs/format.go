@@ -105,13 +105,13 @@ const (
 	XattrEntrySize       = 4 // e_name_len, e_name_index, e_value_size
 	XattrAlign           = 4
 
-	XattrIndexNone          = 0
-	XattrIndexUser          = 1
-	XattrIndexPosixACLAccess= 2
-	XattrIndexPosixACLDflt  = 3
-	XattrIndexTrusted       = 4
-	XattrIndexLustre        = 5
-	XattrIndexSecurity      = 6
+	XattrIndexNone           = 0
+	XattrIndexUser           = 1
+	XattrIndexPosixACLAccess = 2
+	XattrIndexPosixACLDflt   = 3
+	XattrIndexTrusted        = 4
+	XattrIndexLustre         = 5
+	XattrIndexSecurity       = 6
 
 	// XattrFilterSeed is added to the name index to seed xxh32 of the name
 	// suffix for the per-inode bloom filter.
