@@ -229,3 +229,22 @@ func walk(dir *Inode, prefix string, fn func(string, *Dirent) error) error {
 	}
 	return nil
 }
+
+// MarkHardlinks makes, for every inode reached through several entries, the
+// first entry in depth-first name order its primary and the others hardlink
+// entries. A dumpfile written from the tree then names each inode's content
+// once, at its first path, as `composefs-info dump` does.
+func MarkHardlinks(root *Inode) {
+	seen := make(map[*Inode]bool)
+	var visit func(dir *Inode)
+	visit = func(dir *Inode) {
+		for _, d := range dir.Entries {
+			d.Hardlink = seen[d.Inode]
+			seen[d.Inode] = true
+			if d.Inode.IsDir() && !d.Hardlink {
+				visit(d.Inode)
+			}
+		}
+	}
+	visit(root)
+}
