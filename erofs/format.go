@@ -47,6 +47,15 @@ const (
 
 	// FeatureCompat is what composefs always writes.
 	FeatureCompat = FeatureCompatMtime | FeatureCompatXattrFilter
+
+	// FeatureIncompatChunkedFile marks images with chunk-based inodes.
+	// composefs never sets it although it writes such inodes; it is the only
+	// incompatible feature a composefs reader accepts.
+	FeatureIncompatChunkedFile = 0x4
+
+	// MaxSuperblockExtSlots bounds sb_extslots: the superblock and its
+	// 16-byte extension slots must end within the first block.
+	MaxSuperblockExtSlots = (BlockSize - SuperblockOffset - SuperblockSize) / 16
 )
 
 // Inode formats and data layouts.
@@ -97,6 +106,15 @@ const (
 	MaxInlineDirTail = BlockSize / 2
 	// MaxInlineFileTail: the same rule for inline regular file content.
 	MaxInlineFileTail = BlockSize / 2
+
+	// MaxNameLen is the longest directory entry name.
+	MaxNameLen = 255
+	// MaxPayloadLen is the longest symlink target or object path
+	// (PATH_MAX - 1).
+	MaxPayloadLen = 4095
+	// MaxInlineContent is the largest regular file whose bytes a composefs
+	// image carries itself (LCFS_INLINE_CONTENT_MAX).
+	MaxInlineContent = 5000
 )
 
 // Xattrs.
@@ -122,6 +140,15 @@ const (
 	MaxSharedXattrsPerInode = 128
 	MaxXattrNameLen         = 255
 	MaxXattrValueLen        = 65535
+
+	// XattrLongPrefix in a name index refers to the long prefix table,
+	// which composefs never writes.
+	XattrLongPrefix = 0x80
+
+	// MaxXattrsSize bounds an inode's xattrs as libcomposefs accounts them
+	// when they are set from input: per entry 2*XattrEntrySize-1 plus name
+	// and value length, plus XattrIbodyHeaderSize once.
+	MaxXattrsSize = 65535 / 2
 )
 
 // xattrPrefixes maps name indexes to prefixes. The ACL indexes stand for a
@@ -135,6 +162,18 @@ var xattrPrefixes = [...]struct {
 	{XattrIndexPosixACLDflt, "system.posix_acl_default"},
 	{XattrIndexTrusted, "trusted."},
 	{XattrIndexSecurity, "security."},
+}
+
+// xattrIndexPrefixes maps every name index a reader accepts to its prefix:
+// the writer's indexes plus lustre, which libcomposefs reads back too.
+var xattrIndexPrefixes = [...]string{
+	XattrIndexNone:           "",
+	XattrIndexUser:           "user.",
+	XattrIndexPosixACLAccess: "system.posix_acl_access",
+	XattrIndexPosixACLDflt:   "system.posix_acl_default",
+	XattrIndexTrusted:        "trusted.",
+	XattrIndexLustre:         "lustre.",
+	XattrIndexSecurity:       "security.",
 }
 
 // Overlay xattrs that composefs writes and interprets.
@@ -206,6 +245,10 @@ type superblock struct {
 	// FeatureIncompat is read to refuse images that need features a
 	// composefs reader does not implement.
 	FeatureIncompat uint32
+	// DirBlkBits and XattrPrefixCount are zero in composefs images; a
+	// reader refuses others.
+	DirBlkBits       uint8
+	XattrPrefixCount uint8
 }
 
 func (s *superblock) marshal(b []byte) {
@@ -224,6 +267,8 @@ func (s *superblock) marshal(b []byte) {
 	le.PutUint32(b[40:], s.MetaBlkAddr)
 	le.PutUint32(b[44:], s.XattrBlkAddr)
 	le.PutUint32(b[80:], s.FeatureIncompat)
+	b[90] = s.DirBlkBits
+	b[91] = s.XattrPrefixCount
 }
 
 func (s *superblock) unmarshal(b []byte) {
@@ -241,6 +286,8 @@ func (s *superblock) unmarshal(b []byte) {
 	s.MetaBlkAddr = le.Uint32(b[40:])
 	s.XattrBlkAddr = le.Uint32(b[44:])
 	s.FeatureIncompat = le.Uint32(b[80:])
+	s.DirBlkBits = b[90]
+	s.XattrPrefixCount = b[91]
 }
 
 // inode is the union of the compact and extended on-disk inodes. Compact

@@ -33,9 +33,9 @@ func goldenImages(t *testing.T) map[string][]byte {
 		if err != nil {
 			t.Fatalf("%s: %v", v.Asset, err)
 		}
-		opts := erofs.WriteOptions{MinVersion: erofs.MinFormatVersion, MaxVersion: erofs.MaxFormatVersion}
+		var opts erofs.WriteOptions
 		if v.MinVersion >= 0 {
-			opts = erofs.WriteOptions{MinVersion: v.MinVersion, MaxVersion: v.MaxVersion}
+			opts.Versions = &erofs.VersionRange{Min: v.MinVersion, Max: v.MaxVersion}
 		}
 		var buf bytes.Buffer
 		if _, err := erofs.Write(&buf, root, opts); err != nil {

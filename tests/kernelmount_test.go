@@ -82,7 +82,7 @@ func buildImage(t *testing.T, src, store, img string, epoch bool) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := erofs.Write(f, root, erofs.WriteOptions{MinVersion: 0, MaxVersion: 1}); err != nil {
+	if _, err := erofs.Write(f, root, erofs.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

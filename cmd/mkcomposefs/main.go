@@ -105,9 +105,11 @@ func parseArgs(args []string) (*config, error) {
 	}
 	// As in the C tool: without either version option the range is 0..1;
 	// with one of them the other defaults to 0.
+	// As in C, a maximum below the minimum is raised to it.
 	if !c.versionSet {
-		c.minVersion, c.maxVersion = erofs.MinFormatVersion, erofs.MaxFormatVersion
+		c.minVersion, c.maxVersion = erofs.DefaultMinVersion, erofs.DefaultMaxVersion
 	}
+	c.maxVersion = max(c.maxVersion, c.minVersion)
 	switch {
 	case len(operands) < 1:
 		return nil, usageError{errors.New("No source path specified")}
@@ -161,7 +163,7 @@ func run(args []string) error {
 	if !c.printDigestOnly {
 		w = io.MultiWriter(out, digest)
 	}
-	if _, err := erofs.Write(w, root, erofs.WriteOptions{MinVersion: c.minVersion, MaxVersion: c.maxVersion}); err != nil {
+	if _, err := erofs.Write(w, root, erofs.WriteOptions{Versions: &erofs.VersionRange{Min: c.minVersion, Max: c.maxVersion}}); err != nil {
 		return fmt.Errorf("cannot write file: %w", err)
 	}
 	if file != nil {
