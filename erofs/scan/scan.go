@@ -13,9 +13,10 @@
 // one goroutine walks the directories in name order; the tree is the same
 // whatever the number of goroutines.
 //
-// Dir departs from mkcomposefs in corner cases only: a file whose size or
-// type changes while it is scanned is an error (mkcomposefs would pair the
-// size it saw first with the digest of what it read later), while an xattr
+// Dir departs from mkcomposefs in corner cases only: a regular file that is
+// replaced or resized between the walk and its reading, or that shrinks
+// while read, is an error (mkcomposefs would pair the size it saw first with
+// the digest of what it read later), while an xattr
 // removed between being listed and being read is left out and a filesystem
 // without xattr support simply yields none (both make mkcomposefs fail).
 package scan

@@ -57,8 +57,9 @@ type Dir struct {
 	fd   int
 
 	// noTmpfile is set once the filesystem has refused an unnamed
-	// O_TMPFILE file (or /proc is missing, which linking one needs): from
-	// then on objects are written under a temporary name and renamed.
+	// O_TMPFILE file, or from the start if /proc, which linking one needs,
+	// is missing: objects are then written under a temporary name and
+	// renamed.
 	noTmpfile atomic.Bool
 	// noCopyRange is set once copy_file_range has failed in a way that
 	// will not change for other files of this directory (no such system
@@ -78,7 +79,13 @@ func OpenDir(path string, create bool) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("object directory %s: %w", path, err)
 	}
-	return &Dir{path: path, fd: fd}, nil
+	d := &Dir{path: path, fd: fd}
+	// Unnamed files are reopened and linked through /proc: without it,
+	// use named ones from the start, before any data is consumed.
+	if unix.Access("/proc/self/fd", unix.F_OK) != nil {
+		d.noTmpfile.Store(true)
+	}
+	return d, nil
 }
 
 // Path returns the path the directory was opened with.
@@ -227,9 +234,6 @@ func (d *Dir) ingestTmpfile(name string, fill func(dst int) error) error {
 	// writable one is open, so reopen the file read-only before closing w:
 	// an unnamed file vanishes with its last descriptor.
 	r, err := openRetry(unix.AT_FDCWD, procFD(w), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err == unix.ENOENT {
-		return errNoTmpfile // no /proc
-	}
 	if err != nil {
 		return fmt.Errorf("reopen temporary file: %w", err)
 	}
