@@ -286,7 +286,7 @@ func makeHandmadeTree(t *testing.T, dir string) {
 	must(unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644))
 	must(unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	must(unix.Mknod(filepath.Join(dir, "blk"), unix.S_IFBLK|0o660, int(unix.Mkdev(7, 200))))
-	must(unix.Mknod(filepath.Join(dir, "wh/gone"), unix.S_IFCHR|0o000, 0))
+	must(unix.Mknod(filepath.Join(dir, "wh/gone"), unix.S_IFCHR, 0))
 	must(os.WriteFile(filepath.Join(dir, "odd name\twith\nbytes\xff"), []byte("x"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "x"), []byte("xattrs"), 0o644))
 	must(unix.Lsetxattr(filepath.Join(dir, "x"), "user.a", []byte("1"), 0))

@@ -44,7 +44,7 @@ func run(args []string, stdout io.Writer) error {
 		{Name: "basedir", HasValue: true, Set: getopt.String(&basedir)},
 		{Name: "filter", HasValue: true, Set: func(v string) error {
 			if strings.Contains(v, "/") {
-				return fmt.Errorf("Filter must be a single name: %s", v)
+				return fmt.Errorf("filter must be a single name: %s", v)
 			}
 			filters = append(filters, v)
 			return nil
@@ -55,7 +55,7 @@ func run(args []string, stdout io.Writer) error {
 		return usageError{err}
 	}
 	if len(operands) == 0 {
-		return usageError{errors.New("No command specified")}
+		return usageError{errors.New("no command specified")}
 	}
 	cmd, files := operands[0], operands[1:]
 
@@ -67,7 +67,7 @@ func run(args []string, stdout io.Writer) error {
 	switch cmd {
 	case "measure-file":
 		if len(files) == 0 {
-			return usageError{errors.New("No files specified")}
+			return usageError{errors.New("no files specified")}
 		}
 		for _, f := range files {
 			d, err := measure(f)
@@ -91,15 +91,15 @@ func run(args []string, stdout io.Writer) error {
 			return printObjects(out, objs, basedir, cmd == "missing-objects")
 		}
 	default:
-		return fmt.Errorf("Unknown command '%s'", cmd)
+		return fmt.Errorf("unknown command '%s'", cmd)
 	}
 	if basedir != "" {
 		if fi, err := os.Stat(basedir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("Can't open basedir `%s`: %w", basedir, notDir(err))
+			return fmt.Errorf("can't open basedir `%s`: %w", basedir, notDir(err))
 		}
 	}
 	if len(files) == 0 {
-		return usageError{errors.New("No image path specified")}
+		return usageError{errors.New("no image path specified")}
 	}
 	for _, img := range files {
 		root, err := load(img, filters)
@@ -131,16 +131,16 @@ func notDir(err error) error {
 func load(p string, filters []string) (*tree.Inode, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("Failed to open '%s': %w", p, err)
+		return nil, fmt.Errorf("failed to open '%s': %w", p, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("Failed to load '%s': %w", p, err)
+		return nil, fmt.Errorf("failed to load '%s': %w", p, err)
 	}
 	root, _, err := erofs.ReadTree(f, fi.Size())
 	if err != nil {
-		return nil, fmt.Errorf("Failed to load '%s': %w", p, err)
+		return nil, fmt.Errorf("failed to load '%s': %w", p, err)
 	}
 	if len(filters) > 0 {
 		root.Entries = slices.DeleteFunc(root.Entries, func(d *tree.Dirent) bool {
@@ -156,7 +156,7 @@ func load(p string, filters []string) (*tree.Inode, error) {
 func measure(p string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("Failed to open '%s': %w", p, err)
+		return nil, fmt.Errorf("failed to open '%s': %w", p, err)
 	}
 	defer f.Close()
 	alg, d, err := verity.Measure(f)

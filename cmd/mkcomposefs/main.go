@@ -70,7 +70,7 @@ func parseArgs(args []string) (*config, error) {
 		return func(v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				return fmt.Errorf("Invalid %s version %s", what, v)
+				return fmt.Errorf("invalid %s version %s", what, v)
 			}
 			*dst, c.versionSet = n, true
 			return nil
@@ -93,7 +93,7 @@ func parseArgs(args []string) (*config, error) {
 		{Name: "threads", HasValue: true, Set: func(v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return fmt.Errorf("Invalid threads count %s", v)
+				return fmt.Errorf("invalid threads count %s", v)
 			}
 			c.scan.Threads = n
 			return nil
@@ -112,17 +112,17 @@ func parseArgs(args []string) (*config, error) {
 	c.maxVersion = max(c.maxVersion, c.minVersion)
 	switch {
 	case len(operands) < 1:
-		return nil, usageError{errors.New("No source path specified")}
+		return nil, usageError{errors.New("no source path specified")}
 	case len(operands) > 2:
-		return nil, usageError{errors.New("Too many arguments")}
+		return nil, usageError{errors.New("too many arguments")}
 	case len(operands) == 1 && !c.printDigestOnly:
-		return nil, usageError{errors.New("No destination path specified")}
+		return nil, usageError{errors.New("no destination path specified")}
 	case len(operands) == 2 && c.printDigestOnly:
-		return nil, usageError{errors.New("Cannot specify destination path with --print-digest-only")}
+		return nil, usageError{errors.New("cannot specify destination path with --print-digest-only")}
 	}
 	c.source = operands[0]
 	if c.source == "" {
-		return nil, errors.New("Empty source path specified")
+		return nil, errors.New("empty source path specified")
 	}
 	if len(operands) == 2 {
 		c.image = operands[1]
