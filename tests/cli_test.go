@@ -187,3 +187,39 @@ func firstDiff(got, want []byte) string {
 	}
 	return "(no line differs)"
 }
+
+// TestFilteredDump is the C suite's check-dump-filtered: --filter keeps the
+// named top-level entries only.
+func TestFilteredDump(t *testing.T) {
+	var v golden.Vector
+	for _, v = range golden.Vectors(t) {
+		if v.Asset == "special.dump" {
+			break
+		}
+	}
+	in, err := v.Input()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "img")
+	if r := runTool(t, in, nil, "mkcomposefs", "--from-file", "-", img); r.code != 0 {
+		t.Fatalf("mkcomposefs: %s", r.stderr)
+	}
+	r := runTool(t, nil, nil, "composefs-info", "--filter=chardev", "--filter=inline", "--filter=whiteout", "dump", img)
+	if r.code != 0 {
+		t.Fatalf("composefs-info: %s", r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(r.stdout), "\n"), "\n")
+	prefixes := []string{"/ 4096 40555 ", "/chardev 0 20777 ", "/inline 15 100777 ", "/whiteout 0 20777 "}
+	if len(lines) != len(prefixes) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(prefixes), r.stdout)
+	}
+	for i, p := range prefixes {
+		if !strings.HasPrefix(lines[i], p) {
+			t.Errorf("line %d = %.60q, want prefix %q", i+1, lines[i], p)
+		}
+	}
+	if r := runTool(t, nil, nil, "composefs-info", "--filter=a/b", "dump", img); r.code != 1 {
+		t.Errorf("a filter with a slash: exit %d, want 1", r.code)
+	}
+}

@@ -11,13 +11,9 @@ import (
 	"github.com/gocfs/gocfs/erofs/tree"
 )
 
-// WriteOptions controls Write.
-type WriteOptions struct {
-	// Filter, if not empty, limits the dump to the root directory and the
-	// top-level entries with these names, with everything below them, as
-	// composefs-info --filter does. The names cannot contain '/'.
-	Filter []string
-}
+// WriteOptions controls Write. It has no fields yet; it keeps the
+// signature stable as options are added.
+type WriteOptions struct{}
 
 // Write prints the tree below root in the format of composefs-info dump:
 // depth first, entries in name order, the root first.
@@ -25,33 +21,23 @@ type WriteOptions struct {
 // An inode reached through several entries is printed in full once, at its
 // primary entry (the one without Hardlink); the others are printed as
 // hardlinks ('@' before MODE, the primary's path as PAYLOAD), with the
-// inode's fields repeated as composefs-info does. If a filter leaves out
-// the primary entry, the first entry printed takes its place, as it would
-// in composefs-info reading an image. Xattrs are printed in the order of
+// inode's fields repeated as composefs-info does. An inode with no primary
+// entry (a tree pruned after its hardlinks were marked) is printed in full
+// at its first entry, as composefs-info reading an image would. Xattrs are printed in the order of
 // Inode.Xattrs: composefs-info prints them in the order the image stores
 // them, which an image reader keeps.
 func Write(w io.Writer, root *tree.Inode, opts WriteOptions) error {
 	if root == nil || !root.IsDir() {
 		return errors.New("dumpfile: root is not a directory")
 	}
-	var filter map[string]bool
-	if len(opts.Filter) > 0 {
-		filter = make(map[string]bool, len(opts.Filter))
-		for _, name := range opts.Filter {
-			if strings.IndexByte(name, '/') >= 0 {
-				return fmt.Errorf("dumpfile: filter %q is not a single name", name)
-			}
-			filter[name] = true
-		}
-	}
-	wr := &writer{bw: bufio.NewWriterSize(w, 1<<16), filter: filter}
+	wr := &writer{bw: bufio.NewWriterSize(w, 1<<16)}
 	if err := wr.findLinks(root); err != nil {
 		return err
 	}
 	if err := wr.line(root, nil); err != nil {
 		return err
 	}
-	if err := wr.dir(root, true); err != nil {
+	if err := wr.dir(root); err != nil {
 		return err
 	}
 	if err := wr.bw.Flush(); err != nil {
@@ -61,8 +47,7 @@ func Write(w io.Writer, root *tree.Inode, opts WriteOptions) error {
 }
 
 type writer struct {
-	bw     *bufio.Writer
-	filter map[string]bool
+	bw *bufio.Writer
 	// path is the escaped path of the entry being visited, empty for the
 	// root.
 	path []byte
@@ -74,29 +59,20 @@ type linkInfo struct {
 	// primary is the entry printed in full; path is its escaped path.
 	primary *tree.Dirent
 	path    string
-	// first is the first entry printed, the primary if the filter left out
-	// the entry without Hardlink.
+	// first is the first entry printed, the primary if no entry is
+	// without Hardlink.
 	first     *tree.Dirent
 	firstPath string
-}
-
-// included reports whether the dump includes entry d of a directory; top
-// says the directory is the root.
-func (wr *writer) included(d *tree.Dirent, top bool) bool {
-	return !top || wr.filter == nil || wr.filter[d.Name]
 }
 
 // findLinks finds the inodes of hardlink entries and picks the entry each
 // of them is printed in full at.
 func (wr *writer) findLinks(root *tree.Inode) error {
-	var collect func(dir *tree.Inode, top bool) error
-	collect = func(dir *tree.Inode, top bool) error {
+	var collect func(dir *tree.Inode) error
+	collect = func(dir *tree.Inode) error {
 		for _, d := range dir.Entries {
 			if err := checkEntry(d); err != nil {
 				return err
-			}
-			if !wr.included(d, top) {
-				continue
 			}
 			if d.Hardlink {
 				if d.Inode.IsDir() {
@@ -109,26 +85,23 @@ func (wr *writer) findLinks(root *tree.Inode) error {
 					wr.links[d.Inode] = &linkInfo{}
 				}
 			} else if d.Inode.IsDir() {
-				if err := collect(d.Inode, false); err != nil {
+				if err := collect(d.Inode); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := collect(root, true); err != nil {
+	if err := collect(root); err != nil {
 		return err
 	}
 	if wr.links == nil {
 		return nil
 	}
-	var place func(dir *tree.Inode, top bool)
-	place = func(dir *tree.Inode, top bool) {
+	var place func(dir *tree.Inode)
+	place = func(dir *tree.Inode) {
 		n := len(wr.path)
 		for _, d := range dir.Entries {
-			if !wr.included(d, top) {
-				continue
-			}
 			wr.path = appendEscaped(append(wr.path[:n], '/'), d.Name, 0)
 			if l := wr.links[d.Inode]; l != nil {
 				if l.first == nil {
@@ -139,12 +112,12 @@ func (wr *writer) findLinks(root *tree.Inode) error {
 				}
 			}
 			if !d.Hardlink && d.Inode.IsDir() {
-				place(d.Inode, false)
+				place(d.Inode)
 			}
 		}
 		wr.path = wr.path[:n]
 	}
-	place(root, true)
+	place(root)
 	for _, l := range wr.links {
 		if l.primary == nil {
 			l.primary, l.path = l.first, l.firstPath
@@ -166,12 +139,9 @@ func checkEntry(d *tree.Dirent) error {
 	return nil
 }
 
-func (wr *writer) dir(dir *tree.Inode, top bool) error {
+func (wr *writer) dir(dir *tree.Inode) error {
 	n := len(wr.path)
 	for _, d := range dir.Entries {
-		if !wr.included(d, top) {
-			continue
-		}
 		wr.path = appendEscaped(append(wr.path[:n], '/'), d.Name, 0)
 		var l *linkInfo
 		if wr.links != nil {
@@ -183,7 +153,7 @@ func (wr *writer) dir(dir *tree.Inode, top bool) error {
 			return err
 		}
 		if l == nil && d.Inode.IsDir() {
-			if err := wr.dir(d.Inode, false); err != nil {
+			if err := wr.dir(d.Inode); err != nil {
 				return err
 			}
 		}
