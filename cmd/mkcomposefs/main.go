@@ -120,7 +120,7 @@ func parseArgs(args []string) (*config, error) {
 	case len(operands) == 2 && c.printDigestOnly:
 		return nil, usageError{errors.New("cannot specify destination path with --print-digest-only")}
 	}
-	if c.scan.SkipXattrs && c.scan.UserXattrs {
+	if !c.fromFile && c.scan.SkipXattrs && c.scan.UserXattrs {
 		return nil, usageError{errors.New("--user-xattrs conflicts with --skip-xattrs")}
 	}
 	c.source = operands[0]
