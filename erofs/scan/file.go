@@ -121,13 +121,27 @@ func (w *worker) hashRead(fd int, size uint64) error {
 	return nil
 }
 
-// hashMapped hashes a larger file through a read-only mapping, which saves
+// mapWindow bounds how much of a file is mapped at once: mapped pages count
+// in the process's resident set until unmapped, and a system tree has files
+// of hundreds of megabytes.
+const mapWindow = 8 << 20
+
+// hashMapped hashes a larger file through read-only mappings, which saves
 // copying its pages: most of the bytes of a system tree are in such files.
-func (w *worker) hashMapped(fd int, size uint64) (err error) {
-	if size > math.MaxInt {
+func (w *worker) hashMapped(fd int, size uint64) error {
+	if size > math.MaxInt64 {
 		return fmt.Errorf("file of %d bytes too large to map", size)
 	}
-	data, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	for off := int64(0); off < int64(size); off += mapWindow {
+		if err := w.hashWindow(fd, off, int(min(mapWindow, int64(size)-off))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) hashWindow(fd int, off int64, n int) (err error) {
+	data, err := unix.Mmap(fd, off, n, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
