@@ -6,7 +6,11 @@
 // writer and the reader share them.
 package erofs
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/gocfs/gocfs/erofs/tree"
+)
 
 // Composefs header, at offset 0 of the image.
 const (
@@ -107,14 +111,10 @@ const (
 	// MaxInlineFileTail: the same rule for inline regular file content.
 	MaxInlineFileTail = BlockSize / 2
 
-	// MaxNameLen is the longest directory entry name.
-	MaxNameLen = 255
-	// MaxPayloadLen is the longest symlink target or object path
-	// (PATH_MAX - 1).
-	MaxPayloadLen = 4095
-	// MaxInlineContent is the largest regular file whose bytes a composefs
-	// image carries itself (LCFS_INLINE_CONTENT_MAX).
-	MaxInlineContent = 5000
+	// The tree limits, which an image relies on.
+	MaxNameLen       = tree.MaxNameLen
+	MaxPayloadLen    = tree.MaxPayloadLen
+	MaxInlineContent = tree.MaxInlineContent
 )
 
 // Xattrs.
@@ -138,34 +138,22 @@ const (
 
 	// MaxSharedXattrsPerInode: further shared candidates stay inline.
 	MaxSharedXattrsPerInode = 128
-	MaxXattrNameLen         = 255
-	MaxXattrValueLen        = 65535
+	MaxXattrNameLen         = tree.MaxXattrNameLen
+	MaxXattrValueLen        = tree.MaxXattrValueLen
 
 	// XattrLongPrefix in a name index refers to the long prefix table,
 	// which composefs never writes.
 	XattrLongPrefix = 0x80
 
-	// MaxXattrsSize bounds an inode's xattrs as libcomposefs accounts them
-	// when they are set from input: per entry 2*XattrEntrySize-1 plus name
-	// and value length, plus XattrIbodyHeaderSize once.
-	MaxXattrsSize = 65535 / 2
+	// MaxXattrsSize bounds an inode's xattrs as tree.XattrSize accounts
+	// them.
+	MaxXattrsSize = tree.MaxXattrsSize
 )
 
-// xattrPrefixes maps name indexes to prefixes. The ACL indexes stand for a
-// whole name with an empty suffix.
-var xattrPrefixes = [...]struct {
-	index  uint8
-	prefix string
-}{
-	{XattrIndexUser, "user."},
-	{XattrIndexPosixACLAccess, "system.posix_acl_access"},
-	{XattrIndexPosixACLDflt, "system.posix_acl_default"},
-	{XattrIndexTrusted, "trusted."},
-	{XattrIndexSecurity, "security."},
-}
-
-// xattrIndexPrefixes maps every name index a reader accepts to its prefix:
-// the writer's indexes plus lustre, which libcomposefs reads back too.
+// xattrIndexPrefixes maps every name index a reader accepts to its prefix.
+// The ACL indexes stand for a whole name with an empty suffix. The writer
+// tries them in index order and never uses lustre, as libcomposefs does;
+// readers accept it.
 var xattrIndexPrefixes = [...]string{
 	XattrIndexNone:           "",
 	XattrIndexUser:           "user.",
@@ -406,4 +394,25 @@ func (d *dirent) unmarshal(b []byte) {
 	d.Nid = le.Uint64(b[0:])
 	d.NameOff = le.Uint16(b[8:])
 	d.FileType = b[10]
+}
+
+// direntType returns the dirent file type for a mode.
+func direntType(mode uint32) uint8 {
+	switch mode & tree.TypeMask {
+	case tree.TypeReg:
+		return FileTypeReg
+	case tree.TypeDir:
+		return FileTypeDir
+	case tree.TypeChr:
+		return FileTypeChr
+	case tree.TypeBlk:
+		return FileTypeBlk
+	case tree.TypeFifo:
+		return FileTypeFifo
+	case tree.TypeSock:
+		return FileTypeSock
+	case tree.TypeLnk:
+		return FileTypeLnk
+	}
+	return FileTypeUnknown
 }

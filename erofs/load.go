@@ -472,7 +472,6 @@ func (l *loader) xattr(x rawXattr) error {
 // appended, and the node's accounted size may not pass MaxXattrsSize.
 func (l *loader) setXattr(name, value string) error {
 	n := l.cur
-	const overhead = 2*XattrEntrySize - 1
 	if i, ok := l.lookupXattr(name); ok {
 		old := n.Xattrs[i]
 		last := len(n.Xattrs) - 1
@@ -485,14 +484,14 @@ func (l *loader) setXattr(name, value string) error {
 			}
 		}
 		if last > 0 {
-			l.xsize -= overhead + len(name) + len(old.Value)
+			l.xsize -= tree.XattrSize(len(name), len(old.Value))
 		} else {
 			l.xsize = 0
 		}
 	}
-	size := overhead + len(name) + len(value)
+	size := tree.XattrSize(len(name), len(value))
 	if len(n.Xattrs) == 0 {
-		size += XattrIbodyHeaderSize
+		size += tree.XattrsHeaderSize
 	}
 	if l.xsize+size > MaxXattrsSize {
 		return corrupt(l.curNid, "xattrs take more than %d bytes", MaxXattrsSize)

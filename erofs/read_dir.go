@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-
-	"github.com/gocfs/gocfs/erofs/tree"
 )
 
 // A DirEntry is a directory entry as stored.
@@ -194,25 +192,4 @@ func (d *dirBlock) checkOrder(prev, name []byte) error {
 		return d.corrupt("entry %q follows %q: names not in ascending order", name, prev)
 	}
 	return nil
-}
-
-// direntType returns the dirent file type for a mode.
-func direntType(mode uint32) uint8 {
-	switch mode & tree.TypeMask {
-	case tree.TypeReg:
-		return FileTypeReg
-	case tree.TypeDir:
-		return FileTypeDir
-	case tree.TypeChr:
-		return FileTypeChr
-	case tree.TypeBlk:
-		return FileTypeBlk
-	case tree.TypeFifo:
-		return FileTypeFifo
-	case tree.TypeSock:
-		return FileTypeSock
-	case tree.TypeLnk:
-		return FileTypeLnk
-	}
-	return FileTypeUnknown
 }

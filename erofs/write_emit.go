@@ -253,7 +253,7 @@ func (iw *imageWriter) emitDirentChunk(e *imageEmitter, ds []wdirent, full bool)
 	nameOff := len(ds) * DirentSize
 	for _, d := range ds {
 		t := &iw.nodes[d.target]
-		de := dirent{Nid: t.nid, NameOff: uint16(nameOff), FileType: direntFileType(t.mode)}
+		de := dirent{Nid: t.nid, NameOff: uint16(nameOff), FileType: direntType(t.mode)}
 		de.marshal(e.buf[:DirentSize])
 		e.write(e.buf[:DirentSize])
 		nameOff += len(d.name)
@@ -264,24 +264,4 @@ func (iw *imageWriter) emitDirentChunk(e *imageEmitter, ds []wdirent, full bool)
 	if full {
 		e.alignTo(BlockSize)
 	}
-}
-
-func direntFileType(mode uint32) uint8 {
-	switch mode & tree.TypeMask {
-	case tree.TypeReg:
-		return FileTypeReg
-	case tree.TypeDir:
-		return FileTypeDir
-	case tree.TypeChr:
-		return FileTypeChr
-	case tree.TypeBlk:
-		return FileTypeBlk
-	case tree.TypeFifo:
-		return FileTypeFifo
-	case tree.TypeSock:
-		return FileTypeSock
-	case tree.TypeLnk:
-		return FileTypeLnk
-	}
-	return FileTypeUnknown
 }

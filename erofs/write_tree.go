@@ -361,7 +361,7 @@ func (iw *imageWriter) checkXattrs(i int32) error {
 	if len(xs) == 0 {
 		return nil
 	}
-	total := XattrIbodyHeaderSize
+	total := tree.XattrsHeaderSize
 	for _, x := range xs {
 		if x.Name == "" || len(x.Name) > MaxXattrNameLen || strings.IndexByte(x.Name, 0) >= 0 {
 			return fmt.Errorf("erofs: %s: invalid xattr name %q", iw.path(i), x.Name)
@@ -370,7 +370,7 @@ func (iw *imageWriter) checkXattrs(i int32) error {
 			return fmt.Errorf("erofs: %s: xattr %q: value of %d bytes exceeds the maximum of %d",
 				iw.path(i), x.Name, len(x.Value), MaxXattrValueLen)
 		}
-		total += 2*XattrEntrySize - 1 + len(x.Name) + len(x.Value)
+		total += tree.XattrSize(len(x.Name), len(x.Value))
 		if strings.HasPrefix(x.Name, OverlayPrefix) {
 			iw.strsSize += len(x.Name) + len(OverlayEscapedPrefix) - len(OverlayPrefix)
 		}

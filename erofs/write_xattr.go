@@ -13,9 +13,9 @@ import (
 // matched as plain prefixes, so "system.posix_acl_accessX" is index 2 with
 // suffix "X".
 func splitXattrPrefix(name string) (uint8, string) {
-	for _, p := range xattrPrefixes {
-		if strings.HasPrefix(name, p.prefix) {
-			return p.index, name[len(p.prefix):]
+	for i, p := range xattrIndexPrefixes {
+		if i != XattrIndexNone && i != XattrIndexLustre && strings.HasPrefix(name, p) {
+			return uint8(i), name[len(p):]
 		}
 	}
 	return XattrIndexNone, name

@@ -26,26 +26,10 @@ import (
 	"github.com/gocfs/gocfs/erofs/tree"
 )
 
-// Limits the C library applies when it builds a tree from a dumpfile.
-const (
-	maxNameLen       = 255  // one path component
-	maxPayloadLen    = 4095 // symlink target or object path: shorter than PATH_MAX
-	maxInlineContent = 5000 // CONTENT of one file
-	maxXattrNameLen  = 255
-
-	// An inode's xattrs are accounted as the EROFS writer may need them in
-	// the worst case: a 12-byte header, then per xattr its name, its value
-	// and 7 bytes of entry header and alignment padding. Input from a
-	// dumpfile may use only half of the 64 KiB an inode can hold, leaving
-	// room for the overlay xattrs the writer adds.
-	xattrHeaderSize    = 12
-	xattrEntryOverhead = 7
-	maxXattrSize       = math.MaxUint16 / 2
-
-	// maxXattrText bounds the xattr part of one line. The C parser imposes
-	// it to keep its duplicate-name checks cheap; it is part of the format.
-	maxXattrText = math.MaxUint16
-)
+// maxXattrText bounds the xattr part of one line. The C parser imposes it to
+// keep its duplicate-name checks cheap; it is part of the format. The other
+// limits are the tree's (tree.MaxNameLen and friends).
+const maxXattrText = math.MaxUint16
 
 // Fields of a line, in order.
 const (
@@ -423,8 +407,8 @@ func (p *parser) parseInode(n *tree.Inode, f *[numFields][]byte, xattrs []byte) 
 		if len(payload) == 0 {
 			return p.errorf("symlink without a target")
 		}
-		if len(payload) > maxPayloadLen {
-			return p.errorf("symlink target longer than %d bytes", maxPayloadLen)
+		if len(payload) > tree.MaxPayloadLen {
+			return p.errorf("symlink target longer than %d bytes", tree.MaxPayloadLen)
 		}
 		if p.strict {
 			if size != uint64(len(payload)) {
@@ -439,11 +423,11 @@ func (p *parser) parseInode(n *tree.Inode, f *[numFields][]byte, xattrs []byte) 
 		n.Payload = string(payload)
 		return p.parseXattrs(n, xattrs)
 	default:
-		if len(payload) > maxPayloadLen {
-			return p.errorf("PAYLOAD longer than %d bytes", maxPayloadLen)
+		if len(payload) > tree.MaxPayloadLen {
+			return p.errorf("PAYLOAD longer than %d bytes", tree.MaxPayloadLen)
 		}
-		if len(content) > maxInlineContent {
-			return p.errorf("CONTENT longer than %d bytes", maxInlineContent)
+		if len(content) > tree.MaxInlineContent {
+			return p.errorf("CONTENT longer than %d bytes", tree.MaxInlineContent)
 		}
 	}
 	n.Size = size
@@ -464,7 +448,7 @@ func (p *parser) parseXattrs(n *tree.Inode, text []byte) error {
 	if len(text) > maxXattrText {
 		return &Error{Line: p.lineNo, Path: shorten(p.rawPath), Err: errTooManyXattrs}
 	}
-	size := 0 // as the C library accounts it, see maxXattrSize
+	size := 0 // as the C library accounts it, see tree.MaxXattrsSize
 	for len(text) > 0 {
 		var x []byte
 		x, text = cut(text)
@@ -485,8 +469,8 @@ func (p *parser) parseXattrs(n *tree.Inode, text []byte) error {
 			return p.errorf("empty xattr name")
 		case bytes.IndexByte(key, 0) >= 0:
 			return p.errorf("xattr name %q contains a NUL byte", key)
-		case len(key) > maxXattrNameLen:
-			return p.errorf("xattr name longer than %d bytes", maxXattrNameLen)
+		case len(key) > tree.MaxXattrNameLen:
+			return p.errorf("xattr name longer than %d bytes", tree.MaxXattrNameLen)
 		}
 		// Values cannot exceed their 64 KiB limit: maxXattrText is smaller.
 
@@ -495,7 +479,7 @@ func (p *parser) parseXattrs(n *tree.Inode, text []byte) error {
 		// order of xattrs matches what it would hold.
 		for i := range n.Xattrs {
 			if old := n.Xattrs[i]; old.Name == string(key) {
-				size -= xattrEntryOverhead + len(old.Name) + len(old.Value)
+				size -= tree.XattrSize(len(old.Name), len(old.Value))
 				last := len(n.Xattrs) - 1
 				n.Xattrs[i] = n.Xattrs[last]
 				n.Xattrs = n.Xattrs[:last]
@@ -503,11 +487,11 @@ func (p *parser) parseXattrs(n *tree.Inode, text []byte) error {
 			}
 		}
 		if len(n.Xattrs) == 0 {
-			size = xattrHeaderSize
+			size = tree.XattrsHeaderSize
 		}
-		size += xattrEntryOverhead + len(key) + len(value)
-		if size > maxXattrSize {
-			return p.errorf("xattrs larger than %d bytes", maxXattrSize)
+		size += tree.XattrSize(len(key), len(value))
+		if size > tree.MaxXattrsSize {
+			return p.errorf("xattrs larger than %d bytes", tree.MaxXattrsSize)
 		}
 		v := string(value)
 		if len(value) <= 64 {
@@ -564,8 +548,8 @@ func (p *parser) checkName(c []byte) error {
 		return p.errorf("empty path component")
 	case len(c) == 1 && c[0] == '.', len(c) == 2 && c[0] == '.' && c[1] == '.':
 		return p.errorf("invalid path component %q", c)
-	case len(c) > maxNameLen:
-		return p.errorf("name longer than %d bytes", maxNameLen)
+	case len(c) > tree.MaxNameLen:
+		return p.errorf("name longer than %d bytes", tree.MaxNameLen)
 	}
 	return nil
 }

@@ -9,19 +9,6 @@ import (
 	"github.com/gocfs/gocfs/erofs/tree"
 )
 
-// Limits mkcomposefs puts on the xattrs of one file: an EROFS entry has an
-// 8-bit name length and a 16-bit value size, and the space an inode's xattrs
-// take is capped at half of what EROFS allows, leaving room for the overlay
-// xattrs the image adds. The space is counted as mkcomposefs does, with each
-// entry's worst-case alignment padding.
-const (
-	maxXattrName     = 255
-	maxXattrValue    = 1<<16 - 1
-	maxXattrSpace    = (1<<16 - 1) / 2
-	xattrHeaderSpace = 12      // erofs_xattr_ibody_header
-	xattrEntrySpace  = 2*4 - 1 // erofs_xattr_entry and padding
-)
-
 // Buffer sizes: the initial ones fit nearly every file, and values never
 // exceed the kernel's XATTR_SIZE_MAX.
 const (
@@ -31,23 +18,23 @@ const (
 )
 
 // xattrSpace is the space the xattrs of one file take, counted as
-// mkcomposefs does.
+// mkcomposefs does (tree.XattrSize), within the tree's limits.
 type xattrSpace int
 
 // add accounts for one more xattr and fails if it breaks a limit.
 func (s *xattrSpace) add(name string, valueLen int) error {
-	if len(name) == 0 || len(name) > maxXattrName {
-		return fmt.Errorf("xattr name %q: length not within 1 to %d bytes", name, maxXattrName)
+	if len(name) == 0 || len(name) > tree.MaxXattrNameLen {
+		return fmt.Errorf("xattr name %q: length not within 1 to %d bytes", name, tree.MaxXattrNameLen)
 	}
-	if valueLen > maxXattrValue {
-		return fmt.Errorf("xattr %q: value of %d bytes, more than %d", name, valueLen, maxXattrValue)
+	if valueLen > tree.MaxXattrValueLen {
+		return fmt.Errorf("xattr %q: value of %d bytes, more than %d", name, valueLen, tree.MaxXattrValueLen)
 	}
 	if *s == 0 {
-		*s = xattrHeaderSpace
+		*s = tree.XattrsHeaderSize
 	}
-	*s += xattrSpace(xattrEntrySpace + len(name) + valueLen)
-	if *s > maxXattrSpace {
-		return fmt.Errorf("xattrs take more than %d bytes", maxXattrSpace)
+	*s += xattrSpace(tree.XattrSize(len(name), valueLen))
+	if *s > tree.MaxXattrsSize {
+		return fmt.Errorf("xattrs take more than %d bytes", tree.MaxXattrsSize)
 	}
 	return nil
 }

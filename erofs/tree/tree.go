@@ -33,6 +33,27 @@ const (
 // composefs metacopy xattr can carry.
 const DigestSize = 32
 
+// Limits libcomposefs puts on a tree. Every source enforces them, so that
+// whatever it builds can be written as an image.
+const (
+	MaxNameLen       = 255  // one directory entry name
+	MaxPayloadLen    = 4095 // a symlink target or object path: PATH_MAX - 1
+	MaxInlineContent = 5000 // bytes of a regular file held inline
+	MaxXattrNameLen  = 255
+	MaxXattrValueLen = 65535
+
+	// MaxXattrsSize bounds an inode's xattrs as XattrSize accounts them:
+	// half of what an EROFS inode holds, leaving room for the overlay
+	// xattrs an image adds.
+	MaxXattrsSize = 65535 / 2
+	// XattrsHeaderSize is accounted once for an inode with any xattrs.
+	XattrsHeaderSize = 12
+)
+
+// XattrSize is the space one xattr is accounted for: its name and value, an
+// EROFS entry header and worst-case alignment padding.
+func XattrSize(nameLen, valueLen int) int { return 2*4 - 1 + nameLen + valueLen }
+
 // Timespec is a modification time.
 type Timespec struct {
 	Sec  int64
