@@ -166,24 +166,37 @@ var xattrIndexPrefixes = [...]string{
 
 // Overlay xattrs that composefs writes and interprets.
 const (
-	OverlayPrefix          = "trusted.overlay."
-	OverlayEscapedPrefix   = "trusted.overlay.overlay."
-	UserOverlayPrefix      = "user.overlay."
-	XattrMetacopy          = "trusted.overlay.metacopy"
-	XattrRedirect          = "trusted.overlay.redirect"
-	XattrOpaque            = "trusted.overlay.opaque"
-	XattrEscapedWhiteout   = "trusted.overlay.overlay.whiteout"
-	XattrEscapedWhiteouts  = "trusted.overlay.overlay.whiteouts"
-	XattrEscapedOpaque     = "trusted.overlay.overlay.opaque"
-	XattrUserWhiteout      = "user.overlay.whiteout"
-	XattrUserWhiteouts     = "user.overlay.whiteouts"
-	XattrUserOpaque        = "user.overlay.opaque"
-	XattrPosixACLAccess    = "system.posix_acl_access"
-	XattrPosixACLDefault   = "system.posix_acl_default"
-	XattrSecuritySelinux   = "security.selinux"
-	MetacopyDigestHeader   = "\x00\x24\x00\x01" // version 0, length 36, flags 0, sha256
-	MetacopyWithDigestSize = 4 + 32
+	OverlayPrefix         = "trusted.overlay."
+	OverlayEscapedPrefix  = "trusted.overlay.overlay."
+	UserOverlayPrefix     = "user.overlay."
+	XattrMetacopy         = "trusted.overlay.metacopy"
+	XattrRedirect         = "trusted.overlay.redirect"
+	XattrOpaque           = "trusted.overlay.opaque"
+	XattrEscapedWhiteout  = "trusted.overlay.overlay.whiteout"
+	XattrEscapedWhiteouts = "trusted.overlay.overlay.whiteouts"
+	XattrEscapedOpaque    = "trusted.overlay.overlay.opaque"
+	XattrUserWhiteout     = "user.overlay.whiteout"
+	XattrUserWhiteouts    = "user.overlay.whiteouts"
+	XattrUserOpaque       = "user.overlay.opaque"
+	XattrPosixACLAccess   = "system.posix_acl_access"
+	XattrPosixACLDefault  = "system.posix_acl_default"
+	XattrSecuritySelinux  = "security.selinux"
 )
+
+// The trusted.overlay.metacopy value with a digest: version 0, the length of
+// the whole value, flags 0, the fs-verity algorithm (1 sha256, 2 sha512),
+// then the digest.
+const metacopyHeaderSize = 4
+
+// metacopyHeader returns the header of a metacopy value for a digest of n
+// bytes (a valid digest size).
+func metacopyHeader(n int) string {
+	alg := byte(1)
+	if n == tree.DigestSizeSHA512 {
+		alg = 2
+	}
+	return string([]byte{0, byte(metacopyHeaderSize + n), 0, alg})
+}
 
 // RootWhiteouts is the number of 0:0 character devices, named "00" to "ff",
 // added to the root so that an object store used as a plain lower layer shows

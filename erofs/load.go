@@ -441,8 +441,9 @@ func (l *loader) xattr(x rawXattr) error {
 		}
 		return nil
 	case name == XattrMetacopy:
-		if isReg && len(x.value) == MetacopyWithDigestSize {
-			n.Digest = bytes.Clone(x.value[4:])
+		if d := x.value[min(metacopyHeaderSize, len(x.value)):]; isReg && tree.ValidDigestSize(len(d)) &&
+			string(x.value[:metacopyHeaderSize]) == metacopyHeader(len(d)) {
+			n.Digest = bytes.Clone(d)
 		}
 		return nil
 	case name == XattrEscapedWhiteout && isReg:

@@ -304,7 +304,7 @@ func hbSample() *hbImage {
 	n[hbBlockdev] = &hbNode{mode: 0o60600, rdev: 0x0801}
 	n[hbChunked] = &hbNode{mode: 0o100755, size: 1 << 20, chunkBits: 20,
 		xattrs: []hbXattr{
-			{XattrIndexTrusted, "overlay.metacopy", MetacopyDigestHeader + hbDigest},
+			{XattrIndexTrusted, "overlay.metacopy", metacopyHeader(len(hbDigest)) + hbDigest},
 			{XattrIndexTrusted, "overlay.redirect", "/ab/cdef"},
 		}}
 	n[hbEscaped] = &hbNode{mode: 0o100640,

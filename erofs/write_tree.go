@@ -330,13 +330,13 @@ func (iw *imageWriter) visitReg(i int32) error {
 	if err := checkPayloadString(in.Payload); err != nil {
 		return fmt.Errorf("erofs: %s: invalid payload: %w", iw.path(i), err)
 	}
-	if len(in.Digest) != 0 && len(in.Digest) != tree.DigestSize {
-		return fmt.Errorf("erofs: %s: digest is %d bytes, want %d", iw.path(i), len(in.Digest), tree.DigestSize)
+	if len(in.Digest) != 0 && !tree.ValidDigestSize(len(in.Digest)) {
+		return fmt.Errorf("erofs: %s: digest is %d bytes, want %d or %d", iw.path(i), len(in.Digest), tree.DigestSize, tree.DigestSizeSHA512)
 	}
 	n.flags |= wnExternal
 	iw.addedXattrs++
 	if len(in.Digest) != 0 {
-		iw.strsSize += MetacopyWithDigestSize
+		iw.strsSize += metacopyHeaderSize + len(in.Digest)
 	}
 	if in.Payload != "" {
 		iw.addedXattrs++

@@ -80,7 +80,7 @@ func (iw *imageWriter) rewriteXattrs() error {
 		if n.flags&wnExternal != 0 {
 			meta := ""
 			if len(n.in.Digest) != 0 {
-				meta = iw.concatBytes(MetacopyDigestHeader, n.in.Digest)
+				meta = iw.concatBytes(metacopyHeader(len(n.in.Digest)), n.in.Digest)
 			}
 			iw.setXattr(n, XattrMetacopy, meta)
 			if n.in.Payload != "" {

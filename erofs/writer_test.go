@@ -371,6 +371,7 @@ func TestWriteCompactInodes(t *testing.T) {
 
 func TestWriteExternalFile(t *testing.T) {
 	d := bytes.Repeat([]byte{0xab}, tree.DigestSize)
+	d512 := bytes.Repeat([]byte{0xcd}, tree.DigestSizeSHA512)
 	tests := []struct {
 		name     string
 		node     *tree.Inode
@@ -379,7 +380,9 @@ func TestWriteExternalFile(t *testing.T) {
 		wantXatt []tree.Xattr
 	}{
 		{"with digest and payload", &tree.Inode{Mode: tree.TypeReg | 0o644, Mtime: wtMtime, Size: 4097, Digest: d, Payload: "ab/cd"},
-			1, 4, []tree.Xattr{{Name: XattrMetacopy, Value: MetacopyDigestHeader + string(d)}, {Name: XattrRedirect, Value: "/ab/cd"}}},
+			1, 4, []tree.Xattr{{Name: XattrMetacopy, Value: "\x00\x24\x00\x01" + string(d)}, {Name: XattrRedirect, Value: "/ab/cd"}}},
+		{"sha512 digest", &tree.Inode{Mode: tree.TypeReg | 0o644, Mtime: wtMtime, Size: 4097, Digest: d512, Payload: "ab/cd"},
+			1, 4, []tree.Xattr{{Name: XattrMetacopy, Value: "\x00\x44\x00\x02" + string(d512)}, {Name: XattrRedirect, Value: "/ab/cd"}}},
 		{"no digest, absolute payload", &tree.Inode{Mode: tree.TypeReg | 0o644, Mtime: wtMtime, Size: 1, Payload: "/x"},
 			0, 4, []tree.Xattr{{Name: XattrMetacopy, Value: ""}, {Name: XattrRedirect, Value: "//x"}}},
 		{"neither", &tree.Inode{Mode: tree.TypeReg | 0o644, Mtime: wtMtime, Size: 1 << 44},
@@ -935,5 +938,22 @@ func TestWriteDoesNotModifyTree(t *testing.T) {
 		if !reflect.DeepEqual(root, want) {
 			t.Fatalf("Write modified the tree")
 		}
+	}
+}
+
+// An image of a sha512 repository carries 64-byte digests; reading it back
+// gives them again.
+func TestWriteReadSHA512Digest(t *testing.T) {
+	d := bytes.Repeat([]byte{0x5a}, tree.DigestSizeSHA512)
+	f := &tree.Inode{Mode: tree.TypeReg | 0o644, Nlink: 1, Size: 5000, Digest: d, Payload: "5a/" + strings.Repeat("5a", 63)}
+	root := &tree.Inode{Mode: tree.TypeDir | 0o755, Entries: []*tree.Dirent{{Name: "f", Inode: f}}}
+	img, _ := wtWrite(t, root, WriteOptions{})
+	back, _, err := ReadTree(bytes.NewReader(img), int64(len(img)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := back.Lookup("f").Inode
+	if !bytes.Equal(got.Digest, d) || got.Payload != f.Payload {
+		t.Errorf("digest %x payload %q, want %x %q", got.Digest, got.Payload, d, f.Payload)
 	}
 }

@@ -210,12 +210,12 @@ func (p *parser) newDirent(name string, n *tree.Inode) *tree.Dirent {
 	return d
 }
 
-func (p *parser) newDigest() []byte {
-	if len(p.digests) < tree.DigestSize {
+func (p *parser) newDigest(size int) []byte {
+	if len(p.digests) < size {
 		p.digests = make([]byte, 256*tree.DigestSize)
 	}
-	d := p.digests[:tree.DigestSize:tree.DigestSize]
-	p.digests = p.digests[tree.DigestSize:]
+	d := p.digests[:size:size]
+	p.digests = p.digests[size:]
 	return d
 }
 
@@ -359,7 +359,8 @@ func (p *parser) parseInode(n *tree.Inode, f *[numFields][]byte, xattrs []byte) 
 	// digest of uninitialized bytes; it can only mean "none".
 	hasDigest := !isDash(f[fieldDigest]) && len(f[fieldDigest]) > 0
 	var payload, content, digest []byte
-	var rawDigest [tree.DigestSize]byte
+	var rawDigest [tree.DigestSizeSHA512]byte
+	var digestLen int
 	var err error
 	if hasPayload {
 		if payload, err = unescapeInto(&p.payloadBuf, f[fieldPayload]); err != nil {
@@ -383,11 +384,12 @@ func (p *parser) parseInode(n *tree.Inode, f *[numFields][]byte, xattrs []byte) 
 		}
 		// The C tool does not check DIGEST and turns malformed hex into
 		// arbitrary bytes; refusing it is the only sensible reading.
-		if len(digest) != 2*tree.DigestSize {
-			return p.errorf("DIGEST %q is not %d hex digits", shorten(f[fieldDigest]), 2*tree.DigestSize)
+		digestLen = len(digest) / 2
+		if len(digest)%2 != 0 || !tree.ValidDigestSize(digestLen) {
+			return p.errorf("DIGEST %q is not %d or %d hex digits", shorten(f[fieldDigest]), 2*tree.DigestSize, 2*tree.DigestSizeSHA512)
 		}
 		if _, err := hex.Decode(rawDigest[:], digest); err != nil {
-			return p.errorf("DIGEST %q is not %d hex digits", shorten(f[fieldDigest]), 2*tree.DigestSize)
+			return p.errorf("DIGEST %q is not %d or %d hex digits", shorten(f[fieldDigest]), 2*tree.DigestSize, 2*tree.DigestSizeSHA512)
 		}
 	}
 
@@ -437,8 +439,8 @@ func (p *parser) parseInode(n *tree.Inode, f *[numFields][]byte, xattrs []byte) 
 			n.Content = bytes.Clone(content)
 		}
 		if hasDigest {
-			n.Digest = p.newDigest()
-			copy(n.Digest, rawDigest[:])
+			n.Digest = p.newDigest(digestLen)
+			copy(n.Digest, rawDigest[:digestLen])
 		}
 	}
 	return p.parseXattrs(n, xattrs)

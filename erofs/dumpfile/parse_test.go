@@ -266,8 +266,10 @@ func TestParseErrors(t *testing.T) {
 		{"empty content", rootLine + "/a 1 100644 1 0 0 0 0.0 -  -\n", "CONTENT has 0 bytes, SIZE says 1"},
 		{"big content", rootLine + "/a 5001 100644 1 0 0 0 0.0 - " + strings.Repeat("c", 5001) + " -\n", "CONTENT longer than 5000"},
 		{"bad content escape", rootLine + "/a 1 100644 1 0 0 0 0.0 - \\ -\n", "CONTENT: escape"},
-		{"short digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - abcd\n", `DIGEST "abcd" is not 64 hex digits`},
-		{"non-hex digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - " + strings.Repeat("g", 64) + "\n", "is not 64 hex digits"},
+		{"short digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - abcd\n", `DIGEST "abcd" is not 64 or 128 hex digits`},
+		{"non-hex digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - " + strings.Repeat("g", 64) + "\n", "is not 64 or 128 hex digits"},
+		{"odd-length digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - " + strings.Repeat("a", 129) + "\n", "is not 64 or 128 hex digits"},
+		{"overlong digest", rootLine + "/a 1 100644 1 0 0 0 0.0 - - " + strings.Repeat("a", 300) + "\n", "is not 64 or 128 hex digits"},
 		{"bad digest escape", rootLine + "/a 1 100644 1 0 0 0 0.0 - - \\y\n", "DIGEST: unsupported escape"},
 
 		{"xattr without equals", rootLine + "/a 0 100644 1 0 0 0 0.0 - - - user.a\n", `xattr "user.a" without '='`},

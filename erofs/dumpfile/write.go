@@ -209,7 +209,7 @@ func (wr *writer) line(n *tree.Inode, l *linkInfo) error {
 	switch len(n.Digest) {
 	case 0:
 		b = append(b, '-')
-	case tree.DigestSize:
+	case tree.DigestSize, tree.DigestSizeSHA512:
 		for _, c := range n.Digest {
 			b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
 		}

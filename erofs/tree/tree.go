@@ -29,9 +29,17 @@ const (
 	TypeFifo = 0o010000
 )
 
-// DigestSize is the size of an fs-verity sha256 digest, the only kind a
-// composefs metacopy xattr can carry.
-const DigestSize = 32
+// Sizes of the fs-verity digests a composefs metacopy xattr can carry:
+// sha256, the only one the C tools use, and sha512, which repositories using
+// fsverity-sha512 name their objects by.
+const (
+	DigestSize       = 32
+	DigestSizeSHA512 = 64
+)
+
+// ValidDigestSize reports whether n is the size of a digest an inode can
+// carry.
+func ValidDigestSize(n int) bool { return n == DigestSize || n == DigestSizeSHA512 }
 
 // Limits libcomposefs puts on a tree. Every source enforces them, so that
 // whatever it builds can be written as an image.
@@ -87,7 +95,8 @@ type Inode struct {
 	Payload string
 	// Content holds the bytes of an inline regular file; nil for none.
 	Content []byte
-	// Digest is the fs-verity sha256 digest of the file's content, or nil.
+	// Digest is the fs-verity digest of the file's content (DigestSize or
+	// DigestSizeSHA512 bytes), or nil.
 	Digest []byte
 
 	// Xattrs in no particular order; writers sort them as their format needs.
