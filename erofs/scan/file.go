@@ -73,7 +73,11 @@ func (w *worker) file(j fileJob) error {
 	}
 	if w.buf == nil {
 		w.buf = make([]byte, readBufSize)
-		w.h = verity.New(verity.SHA256)
+		alg := verity.SHA256
+		if s.opts.Store != nil {
+			alg = s.opts.Store.Algorithm()
+		}
+		w.h = verity.New(alg)
 	}
 
 	if n.Size <= InlineMax {

@@ -63,7 +63,8 @@ type Options struct {
 	// on.
 	Threads int
 	// Store, if set, receives a copy of every file that is referenced by
-	// digest (--digest-store).
+	// digest (--digest-store). Its algorithm names the files; without a
+	// store they are named by sha256, as mkcomposefs names them.
 	Store *objects.Dir
 }
 
