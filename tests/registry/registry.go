@@ -43,7 +43,8 @@ type Registry struct {
 	cmd    *exec.Cmd
 	exited chan error // holds the exit status once the process is reaped; readers put it back
 	logs   *logBuffer
-	sys    *types.SystemContext
+
+	clientDir string
 }
 
 // config is the registry configuration: no authentication, no caches that
@@ -92,8 +93,8 @@ func Start(t testing.TB) *Registry {
 		}
 		t.Fatalf("registry: %v", err)
 	}
-	r.sys, err = isolatedContext(filepath.Join(tmp, "client"))
-	if err != nil {
+	r.clientDir = filepath.Join(tmp, "client")
+	if err := writeClientConfig(r.clientDir); err != nil {
 		t.Fatalf("registry client configuration: %v", err)
 	}
 	return r
@@ -207,43 +208,44 @@ func (r *Registry) BlobPath(d digest.Digest) string {
 // signature policy or blob-info cache, so that tests neither depend on nor
 // change the machine's state. Callers may modify the returned copy.
 func (r *Registry) SystemContext() *types.SystemContext {
-	c := *r.sys
-	return &c
+	return ClientContext(r.clientDir)
 }
 
 // Log returns what the registry has logged so far.
 func (r *Registry) Log() string { return r.logs.String() }
 
-// isolatedContext creates, under dir, empty client configuration and a
-// policy that accepts unsigned images, and returns a context using them.
-func isolatedContext(dir string) (*types.SystemContext, error) {
-	regd := filepath.Join(dir, "registries.d")
-	confd := filepath.Join(dir, "registries.conf.d")
-	cache := filepath.Join(dir, "cache")
-	for _, d := range []string{regd, confd, cache} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	conf := filepath.Join(dir, "registries.conf")
-	if err := os.WriteFile(conf, nil, 0o644); err != nil {
-		return nil, err
-	}
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`+"\n"), 0o644); err != nil {
-		return nil, err
-	}
+// ClientDir returns the directory holding the client configuration of
+// SystemContext, for handing to another process (see ClientContext).
+func (r *Registry) ClientDir() string { return r.clientDir }
+
+// ClientContext returns the context SystemContext returns, for the client
+// configuration in dir (a registry's ClientDir).
+func ClientContext(dir string) *types.SystemContext {
 	return &types.SystemContext{
-		SignaturePolicyPath:         policy,
-		RegistriesDirPath:           regd,
-		SystemRegistriesConfPath:    conf,
-		SystemRegistriesConfDirPath: confd,
+		SignaturePolicyPath:         filepath.Join(dir, "policy.json"),
+		RegistriesDirPath:           filepath.Join(dir, "registries.d"),
+		SystemRegistriesConfPath:    filepath.Join(dir, "registries.conf"),
+		SystemRegistriesConfDirPath: filepath.Join(dir, "registries.conf.d"),
 		AuthFilePath:                filepath.Join(dir, "auth.json"),
-		BlobInfoCacheDir:            cache,
+		BlobInfoCacheDir:            filepath.Join(dir, "cache"),
 		BigFilesTemporaryDir:        dir,
 		DockerInsecureSkipTLSVerify: types.OptionalBoolTrue,
 		OCIInsecureSkipTLSVerify:    true,
-	}, nil
+	}
+}
+
+// writeClientConfig creates in dir an empty client configuration and a
+// policy that accepts unsigned images.
+func writeClientConfig(dir string) error {
+	for _, d := range []string{"registries.d", "registries.conf.d", "cache"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "registries.conf"), nil, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "policy.json"), []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`+"\n"), 0o644)
 }
 
 // logBuffer keeps the registry's log and spots the line announcing the
@@ -270,6 +272,9 @@ func (l *logBuffer) consume(r io.Reader, addr chan<- string) {
 			}
 		}
 	}
+	// After an overlong line, keep the pipe flowing so that the registry
+	// never blocks writing its log.
+	io.Copy(io.Discard, r)
 }
 
 func (l *logBuffer) String() string {

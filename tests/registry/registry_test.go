@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -69,6 +70,9 @@ func TestStartStop(t *testing.T) {
 		sys.AuthFilePath = "changed"
 		if r.SystemContext().AuthFilePath == "changed" {
 			t.Error("SystemContext returns a shared context")
+		}
+		if got := ClientContext(r.ClientDir()); !reflect.DeepEqual(got, r.SystemContext()) {
+			t.Error("ClientContext differs from SystemContext")
 		}
 		if !strings.Contains(r.Log(), "listening on") {
 			t.Errorf("log lacks the address line:\n%s", r.Log())
