@@ -37,10 +37,13 @@ lint:
 	  else echo "SKIP staticcheck: not installed (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
 
 # Benchmarks print our figures and, when the C tools are on PATH, the ratio
-# ours/C measured in the same run.
+# ours/C measured in the same run. The pull benchmark needs docker-registry
+# (it prints SKIP without) and compares with skopeo, umoci or tar, and the C
+# mkcomposefs when all are found.
 bench: build
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./verity/ ./erofs/...
 	bash tests/bench/images.sh "$(CURDIR)/bin"
+	bash tests/bench/pull.sh "$(CURDIR)/bin"
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:

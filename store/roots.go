@@ -35,9 +35,15 @@ func CmdlineImages(cmdline string) []string {
 	return ids
 }
 
+// MountSource is the source a composefs mount of the image with the given
+// digest (hex) shows in the mount table; LiveImages finds mounted images by
+// it, since the EROFS mount under the overlay is usually not attached.
+func MountSource(id string) string { return "composefs:" + id }
+
 // LiveImages returns the images of this repository the running system
 // uses: those the kernel command line names and those mounted now (an
-// EROFS mount whose source is one of the repository's images or objects).
+// overlay whose source is MountSource(id), or an EROFS mount whose source is
+// one of the repository's images or objects).
 // GC takes them as roots: deleting the root filesystem's image while it is
 // mounted would break the next boot.
 func (r *Repository) LiveImages() ([]string, error) {
@@ -59,11 +65,19 @@ func (r *Repository) LiveImages() ([]string, error) {
 			continue
 		}
 		fs := strings.Fields(after)
-		if len(fs) < 2 || fs[0] != "erofs" {
+		if len(fs) < 2 {
 			continue
 		}
-		if id, ok := r.imageIDOf(unescapeMountinfo(fs[1])); ok {
-			ids = append(ids, id)
+		src := unescapeMountinfo(fs[1])
+		switch fs[0] {
+		case "overlay":
+			if id, ok := strings.CutPrefix(src, MountSource("")); ok {
+				ids = append(ids, id)
+			}
+		case "erofs":
+			if id, ok := r.imageIDOf(src); ok {
+				ids = append(ids, id)
+			}
 		}
 	}
 	return ids, sc.Err()

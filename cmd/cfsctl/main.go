@@ -20,6 +20,7 @@ import (
 
 	"github.com/gocfs/gocfs/erofs"
 	"github.com/gocfs/gocfs/erofs/scan"
+	"github.com/gocfs/gocfs/mount"
 	"github.com/gocfs/gocfs/store"
 	"github.com/gocfs/gocfs/store/oci"
 	"github.com/gocfs/gocfs/verity"
@@ -51,6 +52,7 @@ func main() {
 			{Name: "init", Usage: "create a repository", Flags: []cli.Flag{
 				&cli.BoolFlag{Name: "insecure", Usage: "do not require fs-verity"},
 				&cli.StringFlag{Name: "algorithm", Value: "sha256", Usage: "object digest: sha256 or sha512 (also fsverity-sha256-12 / fsverity-sha512-12)"},
+				&cli.IntFlag{Name: "erofs-format", Value: 1, Usage: "EROFS format of the images made: 1 (mkcomposefs --min-version=1, composefs-rs's default) or 0 (mkcomposefs's default)"},
 			}, Action: cmdInit},
 			{Name: "status", Usage: "show the repository's settings and contents", Action: withRepo(cmdStatus)},
 			{Name: "images", Usage: "list the EROFS images and their refs", Action: withRepo(cmdImages)},
@@ -63,6 +65,11 @@ func main() {
 				&cli.BoolFlag{Name: "repair", Usage: "fix what can be fixed"},
 				&cli.BoolFlag{Name: "metadata-only", Usage: "skip hashing every object"},
 			}, Action: withRepo(cmdFsck)},
+			{Name: "mount", Usage: "mount a repository image", ArgsUsage: "NAME|DIGEST DIR", Flags: []cli.Flag{
+				&cli.StringFlag{Name: "upperdir", Usage: "writable upper `DIR` (with --workdir)"},
+				&cli.StringFlag{Name: "workdir", Usage: "overlay work `DIR`"},
+			}, Action: withRepo(cmdMount)},
+			{Name: "umount", Usage: "unmount a composefs mount", ArgsUsage: "DIR", Action: cmdUmount},
 			{Name: "oci", Usage: "OCI images", Subcommands: []*cli.Command{
 				{Name: "pull", Usage: "pull an image into the repository", ArgsUsage: "TRANSPORT:REF [TAG]", Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify registry TLS certificates"},
@@ -115,7 +122,11 @@ func cmdInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := store.Init(c.String("repo"), store.InitOptions{Algorithm: alg, Insecure: c.Bool("insecure")})
+	format := c.Int("erofs-format")
+	if format != 0 && format != 1 {
+		return fmt.Errorf("--erofs-format %d: want 0 or 1", format)
+	}
+	r, err := store.Init(c.String("repo"), store.InitOptions{Algorithm: alg, Insecure: c.Bool("insecure"), ErofsV0: format == 0})
 	if err != nil {
 		return err
 	}
@@ -285,9 +296,9 @@ func cmdPull(ctx context.Context, c *cli.Context, r *store.Repository) error {
 		return err
 	}
 	return output(c, res, func(w io.Writer) {
-		fmt.Fprintf(w, "manifest %s\nconfig   %s\nimage    %x\n", res.ManifestDigest, res.ConfigDigest, res.Image)
+		fmt.Fprintf(w, "manifest %s\nconfig   %s\nimage    %s\n", res.ManifestDigest, res.ConfigDigest, res.Image)
 		if len(res.BootImage) > 0 {
-			fmt.Fprintf(w, "boot     %x\n", res.BootImage)
+			fmt.Fprintf(w, "boot     %s\n", res.BootImage)
 		}
 	})
 }
@@ -342,6 +353,46 @@ func cmdComputeID(c *cli.Context, r *store.Repository) error {
 	return output(c, map[string]string{"image": hex.EncodeToString(id)}, func(w io.Writer) {
 		fmt.Fprintln(w, hex.EncodeToString(id))
 	})
+}
+
+// cmdMount mounts an image of the repository: by digest it is measured
+// first; objects must have fs-verity in a secure repository.
+func cmdMount(c *cli.Context, r *store.Repository) error {
+	if c.NArg() != 2 {
+		return errors.New("usage: cfsctl mount NAME|DIGEST DIR")
+	}
+	img, id, err := r.OpenImage(c.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	opts := mount.Options{
+		Image:      img,
+		ObjectDirs: []string{r.Objects().Path()},
+		ReadOnly:   c.String("upperdir") == "",
+		UpperDir:   c.String("upperdir"),
+		WorkDir:    c.String("workdir"),
+		Digest:     id,
+		Verity:     mount.VerityTry,
+		Source:     store.MountSource(hex.EncodeToString(id)),
+	}
+	if r.Secure() {
+		opts.Verity = mount.VerityRequire
+	}
+	info, err := mount.Mount(c.Args().Get(1), opts)
+	if err != nil {
+		return err
+	}
+	return output(c, info, func(w io.Writer) {
+		fmt.Fprintf(w, "mounted %x on %s (%s tier, verity %v)\n", id, c.Args().Get(1), info.Tier, info.Verity)
+	})
+}
+
+func cmdUmount(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return errors.New("usage: cfsctl umount DIR")
+	}
+	return mount.Unmount(c.Args().Get(0))
 }
 
 func sortedKeys(m map[string]string) []string {

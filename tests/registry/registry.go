@@ -1,6 +1,7 @@
 // Package registry runs a private OCI distribution registry for tests: Debian's
 // docker-registry binary (distribution 2.8) on a loopback port of its own, with
-// its storage in a temporary directory, stopped when the test ends.
+// its storage in a temporary directory, stopped when the test ends (Start),
+// or when a program that is not a test says so (Launch).
 //
 // The registry speaks plain HTTP, so clients must allow an insecure registry;
 // SystemContext returns a containers/image context that does, and that also
@@ -9,6 +10,7 @@ package registry
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -73,31 +75,49 @@ health:
     enabled: false
 `
 
+// ErrNotInstalled is returned by Launch when the registry binary is not in
+// PATH.
+var ErrNotInstalled = errors.New(Binary + " not installed (Debian package docker-registry)")
+
 // Start runs a new registry for the duration of the test. It skips the test
 // when the registry binary is not installed and fails it when the registry
 // does not come up.
 func Start(t testing.TB) *Registry {
 	t.Helper()
-	bin, err := exec.LookPath(Binary)
-	if err != nil {
-		t.Skipf("SKIP: %s not installed (Debian package docker-registry)", Binary)
-	}
-	tmp := t.TempDir()
-	r, err := start(bin, tmp)
-	if r != nil {
-		t.Cleanup(r.stop)
+	r, err := Launch(t.TempDir())
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skipf("SKIP: %v", err)
 	}
 	if err != nil {
-		if r != nil {
-			t.Fatalf("registry: %v\nregistry log:\n%s", err, r.logs.String())
-		}
 		t.Fatalf("registry: %v", err)
 	}
-	r.clientDir = filepath.Join(tmp, "client")
-	if err := writeClientConfig(r.clientDir); err != nil {
-		t.Fatalf("registry client configuration: %v", err)
-	}
+	t.Cleanup(r.Stop)
 	return r
+}
+
+// Launch runs a new registry outside of tests, keeping its storage and
+// client configuration in dir, an existing directory the caller removes
+// once it has called Stop. Should the calling process die first, the
+// registry is killed too.
+func Launch(dir string) (*Registry, error) {
+	bin, err := exec.LookPath(Binary)
+	if err != nil {
+		return nil, ErrNotInstalled
+	}
+	r, err := start(bin, dir)
+	if err != nil {
+		if r != nil {
+			r.Stop()
+			return nil, fmt.Errorf("%w\nregistry log:\n%s", err, r.logs.String())
+		}
+		return nil, err
+	}
+	r.clientDir = filepath.Join(dir, "client")
+	if err := writeClientConfig(r.clientDir); err != nil {
+		r.Stop()
+		return nil, fmt.Errorf("registry client configuration: %w", err)
+	}
+	return r, nil
 }
 
 func start(bin, tmp string) (*Registry, error) {
@@ -116,7 +136,7 @@ func start(bin, tmp string) (*Registry, error) {
 		"REGISTRY_HTTP_ADDR=127.0.0.1:0",
 		"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="+data,
 	)
-	// Should the test binary die without cleaning up, the registry goes too.
+	// Should the program die without cleaning up, the registry goes too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -177,9 +197,9 @@ func (r *Registry) waitReady(deadline <-chan time.Time) error {
 	}
 }
 
-// stop kills the registry process itself and reaps it. The registry keeps
-// nothing worth a graceful shutdown.
-func (r *Registry) stop() {
+// Stop kills the registry process itself and reaps it; it may be called
+// more than once. The registry keeps nothing worth a graceful shutdown.
+func (r *Registry) Stop() {
 	r.cmd.Process.Kill()
 	err := <-r.exited
 	r.exited <- err

@@ -1,10 +1,12 @@
 package registry
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -85,5 +87,29 @@ func TestStartStop(t *testing.T) {
 	if c, err := net.Dial("tcp", host); err == nil {
 		c.Close()
 		t.Fatalf("registry still listening on %s after the test", host)
+	}
+}
+
+func TestLaunchNotInstalled(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	r, err := Launch(t.TempDir())
+	if !errors.Is(err, ErrNotInstalled) || r != nil {
+		t.Fatalf("Launch without %s = %v, %v; want ErrNotInstalled", Binary, r, err)
+	}
+}
+
+func TestLaunchStop(t *testing.T) {
+	if _, err := exec.LookPath(Binary); err != nil {
+		t.Skipf("SKIP: %s not installed (Debian package docker-registry)", Binary)
+	}
+	r, err := Launch(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	r.Stop() // a second Stop must neither block nor panic
+	if c, err := net.Dial("tcp", r.Host); err == nil {
+		c.Close()
+		t.Fatalf("registry still listening on %s after Stop", r.Host)
 	}
 }
