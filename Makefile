@@ -1,5 +1,6 @@
 # gocfs build, test and benchmark entry points.
 
+SHELL     := /bin/bash
 GO        ?= go
 TAGS      := containers_image_openpgp
 GOFLAGS_B := -tags $(TAGS) -trimpath
@@ -21,8 +22,10 @@ build:
 # tests. Tests that cannot run here print SKIP with the reason.
 test: build lint test-unit test-golden
 
+# go test -json through testsum: skipped tests show with their reasons.
 test-unit:
-	$(GO) test -tags $(TAGS) -count=1 -timeout 30m ./...
+	$(GO) build -o bin/.testsum ./tests/testsum
+	set -o pipefail; $(GO) test -json -tags $(TAGS) -count=1 -timeout 30m ./... | bin/.testsum
 
 # The C project's own vector checker, run against our drop-in tools.
 test-golden: build
@@ -41,7 +44,7 @@ lint:
 # (it prints SKIP without) and compares with skopeo, umoci or tar, and the C
 # mkcomposefs when all are found.
 bench: build
-	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./verity/ ./erofs/...
+	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./verity/ ./erofs/... ./mount/...
 	bash tests/bench/images.sh "$(CURDIR)/bin"
 	bash tests/bench/pull.sh "$(CURDIR)/bin"
 
