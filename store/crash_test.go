@@ -21,9 +21,15 @@ import (
 const (
 	crashRepoEnv = "GOCFS_STORE_CRASH_REPO"
 	crashSeedEnv = "GOCFS_STORE_CRASH_SEED"
+	crashGCEnv   = "GOCFS_STORE_CRASH_GC"
 )
 
 func TestMain(m *testing.M) {
+	if repo := os.Getenv(crashGCEnv); repo != "" {
+		err := crashCollector(repo)
+		fmt.Fprintln(os.Stderr, "crash collector:", err)
+		os.Exit(2)
+	}
 	if repo := os.Getenv(crashRepoEnv); repo != "" {
 		seed, _ := strconv.ParseUint(os.Getenv(crashSeedEnv), 10, 64)
 		err := crashWriter(repo, seed)
@@ -171,4 +177,90 @@ func TestCrashSafety(t *testing.T) {
 		t.Errorf("no writer got as far as a ref in %d runs: %v", iterations, refs)
 	}
 	t.Logf("refs at the end: %v", refs)
+}
+
+// crashCollector runs GC until it is killed.
+func crashCollector(path string) error {
+	r, err := Open(path)
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := r.GC(GCOptions{}); err != nil {
+			return err
+		}
+	}
+}
+
+// TestGCCrashSafety kills GC with SIGKILL at random moments while it
+// removes garbage: what the refs reach must survive whole, and fsck must
+// find nothing but leftover garbage.
+func TestGCCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIP: kills 20 GC processes; not in -short mode")
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	r, err := Init(dir, InitOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for iter := range 20 {
+		// Garbage to collect: streams and images whose refs go away, and
+		// one that stays.
+		r, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 30 {
+			b := data(20000+rng.IntN(200000), byte(iter*31+j))
+			mustStream(t, r, fmt.Sprintf("gone-%d-%d", iter, j), "", streamSpec{objects: [][]byte{b}})
+			img, err := buildImage(r, map[string][]byte{"f": b})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.WriteImage(bytes.NewReader(img), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		kept := data(5000+iter, byte(iter))
+		mustStream(t, r, fmt.Sprint("kept-", iter), fmt.Sprint("kept/", iter), streamSpec{objects: [][]byte{kept}})
+		r.Close()
+
+		var stderr bytes.Buffer
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashGCEnv+"="+dir)
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err == nil || !bytes.Contains([]byte(err.Error()), []byte("killed")) {
+			t.Fatalf("iteration %d: collector ended by itself: %v\n%s", iter, err, stderr.Bytes())
+		}
+
+		r, err = Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.Fsck(FsckOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK() {
+			t.Fatalf("iteration %d: fsck after killing GC: %q", iter, kinds(rep, true))
+		}
+		for i := 0; i <= iter; i++ {
+			if _, _, err := r.OpenStream(fmt.Sprint("kept-", i)); err != nil {
+				t.Fatalf("iteration %d: kept stream %d lost: %v", iter, i, err)
+			}
+		}
+		r.Close()
+	}
 }

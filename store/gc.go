@@ -102,10 +102,10 @@ func (r *Repository) gc(opts GCOptions) (*GCResult, error) {
 		}
 	}
 
+	// Links go before the objects they name, so that GC killed half-way
+	// leaves unreachable objects (garbage for the next run), never an
+	// entry whose object is gone.
 	res := &GCResult{}
-	if err := r.sweepObjects(ls.objects, opts.DryRun, res); err != nil {
-		return nil, err
-	}
 	for _, c := range []struct {
 		category string
 		entries  map[string][]byte
@@ -116,6 +116,9 @@ func (r *Repository) gc(opts GCOptions) (*GCResult, error) {
 			return nil, err
 		}
 		*c.count = n
+	}
+	if err := r.sweepObjects(ls.objects, opts.DryRun, res); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
