@@ -6,10 +6,9 @@
 set -euo pipefail
 bin=$(cd "${1:?usage: demo.sh BINDIR}" && pwd)
 work=$(mktemp -d)
-mnt_lower=$work/lower mnt=$work/mnt
+mnt=$work/mnt
 cleanup() {
     mountpoint -q "$mnt" 2>/dev/null && umount "$mnt"
-    mountpoint -q "$mnt_lower" 2>/dev/null && umount "$mnt_lower"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -44,21 +43,33 @@ cmp "$work/image.cfs" "$work/rebuilt.cfs" && echo "byte-identical"
 
 if command -v fsck.erofs >/dev/null; then
     step "fsck.erofs (independent EROFS checker)"
-    fsck.erofs "$work/image.cfs"
+    fsck.erofs "$work/image.cfs" && echo "fsck.erofs: no problems"
 fi
 
 if [ "$(id -u)" = 0 ] && grep -qw erofs /proc/filesystems && grep -qw overlay /proc/filesystems; then
-    step "kernel mount: EROFS + overlayfs with the objects as data layer"
-    mkdir -p "$mnt_lower" "$mnt"
-    mount -t erofs -o ro "$work/image.cfs" "$mnt_lower"
-    mount -t overlay composefs -o "ro,metacopy=on,redirect_dir=on,lowerdir=$mnt_lower::$work/objects" "$mnt"
+    step "mount.composefs: EROFS + overlayfs with the objects as data layer (tier chosen for this kernel)"
+    mkdir -p "$mnt"
+    "$bin/mount.composefs" "$work/image.cfs" "$mnt" -o "basedir=$work/objects"
+    grep " $mnt " /proc/self/mounts || true
     cat "$mnt/etc/motd"
     cmp "$mnt/usr/bin/tool" "$src/usr/bin/tool" && echo "usr/bin/tool: content served from the object store matches"
     listing() { (cd "$1" && find . \( -type d -printf '%p %M %U:%G\n' \) -o -printf '%p %M %U:%G %s %T@\n' | sort); }
     diff <(listing "$src") <(listing "$mnt") \
         && echo "every path, mode, owner, size and mtime matches the source"
+    umount "$mnt"
+
+    step "a repository: cfsctl create-image, mount by name, gc, fsck"
+    repo=$work/repo
+    "$bin/cfsctl" --repo "$repo" init --insecure
+    "$bin/cfsctl" --repo "$repo" create-image "$src" demo
+    "$bin/cfsctl" --repo "$repo" images
+    "$bin/cfsctl" --repo "$repo" mount demo "$mnt"
+    cat "$mnt/etc/motd"
+    "$bin/cfsctl" --repo "$repo" gc --dry-run
+    "$bin/cfsctl" umount "$mnt"
+    "$bin/cfsctl" --repo "$repo" fsck
 else
-    echo "(not root or no erofs/overlay in this kernel: skipping the kernel mount)"
+    echo "(not root or no erofs/overlay in this kernel: skipping the kernel mounts)"
 fi
 echo
 echo "demo done"
