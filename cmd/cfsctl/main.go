@@ -83,6 +83,8 @@ func main() {
 					&cli.BoolFlag{Name: "bootable", Usage: "the boot image"},
 				}, Action: withRepo(cmdComputeID)},
 			}},
+			initramfsCommand(),
+			bootCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
