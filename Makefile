@@ -20,7 +20,7 @@ build:
 
 # The whole suite: unit, golden, fuzz-seed, privileged and cross-checking
 # tests. Tests that cannot run here print SKIP with the reason.
-test: build lint test-unit test-golden
+test: build lint test-golden test-unit
 
 # go test -json through testsum: skipped tests show with their reasons.
 test-unit:
