@@ -118,22 +118,8 @@ func TestCrashSafety(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	const iterations = 25
 	for iter := range iterations {
-		var stderr bytes.Buffer
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashRepoEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10))
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(50+rng.IntN(700)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		err := cmd.Wait()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("iteration %d: writer ended with %v before it was killed:\n%s", iter, err, stderr.Bytes())
-		}
+		killAfter(t, time.Duration(50+rng.IntN(700))*time.Millisecond,
+			crashRepoEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10))
 
 		r, err := Open(dir)
 		if err != nil {
@@ -230,20 +216,7 @@ func TestGCCrashSafety(t *testing.T) {
 		mustStream(t, r, fmt.Sprint("kept-", iter), fmt.Sprint("kept/", iter), streamSpec{objects: [][]byte{kept}})
 		r.Close()
 
-		var stderr bytes.Buffer
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashGCEnv+"="+dir)
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err == nil || !bytes.Contains([]byte(err.Error()), []byte("killed")) {
-			t.Fatalf("iteration %d: collector ended by itself: %v\n%s", iter, err, stderr.Bytes())
-		}
+		killAfter(t, time.Duration(rng.IntN(300))*time.Millisecond, crashGCEnv+"="+dir)
 
 		r, err = Open(dir)
 		if err != nil {
@@ -262,5 +235,28 @@ func TestGCCrashSafety(t *testing.T) {
 			}
 		}
 		r.Close()
+	}
+}
+
+// killAfter re-executes the test binary with env added (which selects a
+// writer or collector mode in TestMain) and kills it with SIGKILL after d.
+// The process must still be running then.
+func killAfter(t *testing.T, d time.Duration, env ...string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("%v: ended with %v before it was killed:\n%s", env, err, stderr.Bytes())
 	}
 }
