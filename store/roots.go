@@ -42,8 +42,8 @@ func MountSource(id string) string { return "composefs:" + id }
 
 // LiveImages returns the images of this repository the running system
 // uses: those the kernel command line names and those mounted now (an
-// overlay whose source is MountSource(id), or an EROFS mount whose source is
-// one of the repository's images or objects).
+// overlay whose source is MountSource(id), or an EROFS or cfsmount mount
+// whose source is one of the repository's images or objects).
 // GC takes them as roots: deleting the root filesystem's image while it is
 // mounted would break the next boot.
 func (r *Repository) LiveImages() ([]string, error) {
@@ -74,7 +74,7 @@ func (r *Repository) LiveImages() ([]string, error) {
 			if id, ok := strings.CutPrefix(src, MountSource("")); ok {
 				ids = append(ids, id)
 			}
-		case "erofs":
+		case "erofs", "fuse.composefs": // a kernel EROFS mount, or cfsmount
 			if id, ok := r.imageIDOf(src); ok {
 				ids = append(ids, id)
 			}
