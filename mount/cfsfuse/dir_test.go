@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +14,7 @@ import (
 	"github.com/gocfs/gocfs/erofs/scan"
 	"github.com/gocfs/gocfs/erofs/tree"
 	"github.com/gocfs/gocfs/store/objects"
-	"github.com/gocfs/gocfs/tests/golden"
+	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
 // TestDirectorySources builds images from generated directories (every
@@ -31,7 +30,7 @@ func TestDirectorySources(t *testing.T) {
 		make func(t *testing.T, dir string)
 	}{
 		{"handmade", makeHandmadeTree},
-		{"mktree10", func(t *testing.T, dir string) { makeMktree(t, dir, 10) }},
+		{"mktree10", func(t *testing.T, dir string) { treecheck.MakeMktree(t, dir, 10) }},
 	}
 	for _, src := range sources {
 		for _, epoch := range []bool{false, true} {
@@ -123,17 +122,4 @@ func makeHandmadeTree(t *testing.T, dir string) {
 	must(unix.Chmod(filepath.Join(dir, "f4097"), 0o4755))
 	must(unix.UtimesNano(filepath.Join(dir, "f1"), []unix.Timespec{{Sec: 5, Nsec: 6}, {Sec: 1234567890, Nsec: 123456789}}))
 	must(unix.UtimesNano(filepath.Join(dir, "f0"), []unix.Timespec{{Sec: 5, Nsec: 6}, {Sec: 0, Nsec: 1}}))
-}
-
-// makeMktree runs the golden tree generator for a seed.
-func makeMktree(t *testing.T, dir string, seed int) {
-	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("SKIP: python3 is needed to run mktree.py")
-	}
-	script := filepath.Join(golden.Dir(t), "mktree", "mktree.py")
-	out, err := exec.Command("python3", script, dir, fmt.Sprint(seed)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("mktree.py %d: %v\n%s", seed, err, out)
-	}
 }
