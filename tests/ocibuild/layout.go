@@ -1,8 +1,10 @@
 package ocibuild
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,10 +13,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
-	"go.podman.io/image/v5/oci/layout"
-	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 )
 
@@ -65,44 +65,51 @@ func (b *Built) WriteLayout(dir, tag string) error {
 	return write(filepath.Join(dir, v1.ImageIndexFile), index)
 }
 
-// Push copies the image to dest, a "docker://HOST/REPO:TAG" reference,
-// with containers/image, keeping every blob and digest as built.
+// Push uploads the image to dest, a "docker://HOST/REPO:TAG" reference,
+// blob by blob and then the manifest, so that every blob and digest stays
+// as built. (It talks to the destination directly rather than through
+// containers/image's copy, which would also pull in signature checking and
+// with it a cgo dependency the rest of the module does not need.)
 func (b *Built) Push(ctx context.Context, dest string, sys *types.SystemContext) error {
-	name, ok := strings.CutPrefix(dest, "docker:")
-	if !ok {
-		return fmt.Errorf("push %s: only docker:// destinations are supported", dest)
-	}
-	destRef, err := docker.ParseReference(name)
-	if err != nil {
-		return fmt.Errorf("push %s: %w", dest, err)
-	}
-	dir, err := os.MkdirTemp("", "ocibuild-")
-	if err != nil {
-		return fmt.Errorf("push %s: %w", dest, err)
-	}
-	defer os.RemoveAll(dir)
-	const tag = "push"
-	if err := b.WriteLayout(dir, tag); err != nil {
-		return fmt.Errorf("push %s: %w", dest, err)
-	}
-	srcRef, err := layout.NewReference(dir, tag)
-	if err != nil {
-		return fmt.Errorf("push %s: %w", dest, err)
-	}
-	policy, err := signature.NewPolicyContext(&signature.Policy{
-		Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()},
-	})
-	if err != nil {
-		return fmt.Errorf("push %s: %w", dest, err)
-	}
-	defer policy.Destroy()
-	_, err = copy.Image(ctx, policy, destRef, srcRef, &copy.Options{
-		SourceCtx:       sys,
-		DestinationCtx:  sys,
-		PreserveDigests: true,
-	})
-	if err != nil {
+	if err := b.push(ctx, dest, sys); err != nil {
 		return fmt.Errorf("push %s: %w", dest, err)
 	}
 	return nil
+}
+
+func (b *Built) push(ctx context.Context, dest string, sys *types.SystemContext) error {
+	name, ok := strings.CutPrefix(dest, "docker:")
+	if !ok {
+		return errors.New("only docker:// destinations are supported")
+	}
+	ref, err := docker.ParseReference(name)
+	if err != nil {
+		return err
+	}
+	d, err := ref.NewImageDestination(ctx, sys)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	put := func(blob []byte, dg digest.Digest, isConfig bool) error {
+		info := types.BlobInfo{Digest: dg, Size: int64(len(blob))}
+		if _, err := d.PutBlob(ctx, bytes.NewReader(blob), info, none.NoCache, isConfig); err != nil {
+			return fmt.Errorf("blob %s: %w", dg, err)
+		}
+		return nil
+	}
+	for _, l := range b.Layers {
+		if err := put(l.Blob, l.Digest, false); err != nil {
+			return err
+		}
+	}
+	if err := put(b.Config, b.ConfigDigest, true); err != nil {
+		return err
+	}
+	if err := d.PutManifest(ctx, b.Manifest, nil); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	// A registry destination keeps nothing back until Commit; it needs no
+	// view of the source image.
+	return d.Commit(ctx, nil)
 }
