@@ -2,6 +2,7 @@ package cfsfuse
 
 import (
 	"encoding/json"
+	"github.com/gocfs/gocfs/tests/treecheck"
 	"io"
 	"os"
 	"os/exec"
@@ -82,7 +83,7 @@ func TestOtherUser(t *testing.T) {
 	requireFUSE(t)
 	work := publicTempDir(t)
 	dir := filepath.Join(work, "src")
-	makeHandmadeTree(t, dir)
+	treecheck.MakeHandmadeTree(t, dir)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
