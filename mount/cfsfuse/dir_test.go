@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"testing"
 
-
 	"github.com/gocfs/gocfs/erofs"
 	"github.com/gocfs/gocfs/erofs/scan"
 	"github.com/gocfs/gocfs/erofs/tree"
