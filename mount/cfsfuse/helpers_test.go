@@ -186,6 +186,11 @@ func takeSnapshot(root string) snapshot {
 			Blocks: st.Blocks, Blksize: st.Blksize, Ino: st.Ino, Rdev: st.Rdev,
 			Atime: st.Atim, Mtime: st.Mtim, Ctime: st.Ctim,
 		}
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			// The kernel reports the block size of the host's device with
+			// that number, when there is one: not a property of the image.
+			fi.Blksize = 0
+		}
 		fi.Xattrs = listXattrs(p)
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFLNK:
