@@ -42,11 +42,13 @@ lint:
 # Benchmarks print our figures and, when the C tools are on PATH, the ratio
 # ours/C measured in the same run. The pull benchmark needs docker-registry
 # (it prints SKIP without) and compares with skopeo, umoci or tar, and the C
-# mkcomposefs when all are found.
+# mkcomposefs when all are found. mountbench (root) times mounts per tier and
+# against C mount.composefs, and compares cfsmount with the kernel mount.
 bench: build
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./verity/ ./erofs/... ./mount/...
 	bash tests/bench/images.sh "$(CURDIR)/bin"
 	bash tests/bench/pull.sh "$(CURDIR)/bin"
+	$(GO) run -tags $(TAGS) ./tests/bench/mountbench -bin bin -walk-dump $(GOLDEN)/composefs-c/cs9-x86_64-developer.dump.gz
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:
