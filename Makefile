@@ -11,7 +11,7 @@ FUZZTIME  ?= 60s
 BENCHTIME ?= 1x
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: all build test test-unit test-golden lint bench fuzz demo clean
+.PHONY: all build test test-unit test-golden lint bench bench-ostree fuzz demo clean
 
 all: build
 
@@ -49,6 +49,12 @@ bench: build
 	bash tests/bench/images.sh "$(CURDIR)/bin"
 	bash tests/bench/pull.sh "$(CURDIR)/bin"
 	$(GO) run -tags $(TAGS) ./tests/bench/mountbench -bin bin -walk-dump $(GOLDEN)/composefs-c/cs9-x86_64-developer.dump.gz
+	bash tests/bench/ostree.sh "$(CURDIR)/bin"
+
+# cfsctl ostree commit (reflinks) against ostree commit of the same tree, on
+# an XFS loop filesystem (root; prints SKIP without mkfs.xfs or ostree).
+bench-ostree: build
+	bash tests/bench/ostree.sh "$(CURDIR)/bin"
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:

@@ -86,6 +86,7 @@ func main() {
 			}},
 			initramfsCommand(),
 			bootCommand(),
+			ostreeCommand(ctx),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {
