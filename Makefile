@@ -11,7 +11,13 @@ FUZZTIME  ?= 60s
 BENCHTIME ?= 1x
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: all build test test-unit test-golden lint bench bench-ostree fuzz demo clean
+# The boot tests (tests/vm) find the fetched kernels here and keep the QEMU
+# console logs there.
+export GOCFS_VM_CACHE     ?= $(CURDIR)/.cache/vm
+export GOCFS_VM_ARTIFACTS ?= $(CURDIR)/.cache/vm-logs
+BOOT_BENCHTIME ?= 3x
+
+.PHONY: all build test test-unit test-golden lint bench bench-ostree fuzz demo clean vm-kernels test-vm bench-boot
 
 all: build
 
@@ -20,12 +26,21 @@ build:
 
 # The whole suite: unit, golden, fuzz-seed, privileged and cross-checking
 # tests. Tests that cannot run here print SKIP with the reason.
-test: build lint test-golden test-unit
+test: vm-kernels build lint test-golden test-unit
 
 # go test -json through testsum: skipped tests show with their reasons.
 test-unit:
 	$(GO) build -o bin/.testsum ./tests/testsum
 	set -o pipefail; $(GO) test -json -tags $(TAGS) -count=1 -timeout 30m ./... | bin/.testsum
+
+# Debian kernels for the boot tests, fetched once into GOCFS_VM_CACHE.
+vm-kernels:
+	bash tests/vm/fetch-kernels.sh "$(GOCFS_VM_CACHE)"
+
+# The boot tests alone: QEMU boots of the composefs root on each kernel.
+test-vm: vm-kernels
+	$(GO) build -o bin/.testsum ./tests/testsum
+	set -o pipefail; $(GO) test -json -tags $(TAGS) -count=1 -timeout 60m ./tests/vm/ | bin/.testsum
 
 # The C project's own vector checker, run against our drop-in tools.
 test-golden: build
@@ -44,7 +59,7 @@ lint:
 # (it prints SKIP without) and compares with skopeo, umoci or tar, and the C
 # mkcomposefs when all are found. mountbench (root) times mounts per tier and
 # against C mount.composefs, and compares cfsmount with the kernel mount.
-bench: build
+bench: build bench-boot
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./verity/ ./erofs/... ./mount/...
 	bash tests/bench/images.sh "$(CURDIR)/bin"
 	bash tests/bench/pull.sh "$(CURDIR)/bin"
@@ -55,6 +70,10 @@ bench: build
 # an XFS loop filesystem (root; prints SKIP without mkfs.xfs or ostree).
 bench-ostree: build
 	bash tests/bench/ostree.sh "$(CURDIR)/bin"
+
+# Boot time with composefs-prepare-root against a plain initramfs, in QEMU.
+bench-boot: vm-kernels
+	$(GO) test -tags $(TAGS) -run '^$$' -bench BenchmarkBoot -benchtime $(BOOT_BENCHTIME) -v ./tests/vm/
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:

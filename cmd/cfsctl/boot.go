@@ -26,6 +26,7 @@ func initramfsCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "archive `FILE` to write"},
 		}, Action: cmdInitramfsExtension},
 		{Name: "append", Usage: "append an extension to an initramfs", ArgsUsage: "BASE EXT OUT", Action: cmdInitramfsAppend},
+		initramfsBuildCommand(),
 	}}
 }
 

@@ -7,8 +7,15 @@
 //
 // Under an init system (a systemd unit ordered after sysroot.mount) it only
 // prepares the root. Run as process 1, or with -init, it is the whole
-// initramfs init: it mounts /proc, /sys, /dev and /run, mounts the root=
-// device on /sysroot, prepares the root and switches to the image's init.
+// initramfs init: it mounts /proc, /sys, /dev and /run, loads the kernel
+// modules the initramfs lists in /usr/lib/composefs/modules.load (package
+// github.com/gocfs/gocfs/initramfs/kmod), mounts the root= device on
+// /sysroot, prepares the root and switches to the image's init. In init
+// mode it prints the boot's timings, read on the kernel's boot clock.
+//
+// After a successful preparation it records what it booted in
+// RUN-DIR/booted (package prepare, Result.Record); the tier line of its log
+// says the same.
 //
 // Every failure is printed with its cause and makes the command exit with
 // status 1 (in init mode, process 1 exiting makes the kernel panic with the
@@ -24,6 +31,7 @@ import (
 
 	"github.com/gocfs/gocfs/initramfs/cmdline"
 	"github.com/gocfs/gocfs/initramfs/config"
+	"github.com/gocfs/gocfs/initramfs/kmod"
 	"github.com/gocfs/gocfs/initramfs/prepare"
 )
 
@@ -41,9 +49,19 @@ func main() {
 	if flag.NArg() != 0 {
 		fail(fmt.Errorf("unexpected arguments %q", flag.Args()))
 	}
+	var t timings
 	if *initMode {
+		t.start = prepare.Uptime()
 		if err := prepare.MountAPIFilesystems(); err != nil {
 			fail(err)
+		}
+		n, err := kmod.LoadList(*initrd, logf)
+		if err != nil {
+			fail(err)
+		}
+		t.modules = prepare.Uptime()
+		if n > 0 {
+			logf("loaded %d kernel modules in %s", n, ms(t.modules-t.start))
 		}
 	}
 	b, err := os.ReadFile(*cmdlineFile)
@@ -66,7 +84,9 @@ func main() {
 		if err := prepare.MountPhysicalRoot(args, *sysroot, *rootWait); err != nil {
 			fail(err)
 		}
+		t.sysroot = prepare.Uptime()
 	}
+	begin := prepare.Uptime()
 	res, err := prepare.Run(prepare.Linux{}, prepare.Params{
 		Sysroot: *sysroot, Target: *target, RunDir: *runDir,
 		Args: args, Pinned: pinned, Config: cfg, Log: logf,
@@ -74,19 +94,36 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	// The record only informs the booted system: a root that is ready
+	// is not abandoned for it.
+	if err := prepare.WriteRecord(*runDir, res); err != nil {
+		logf("warning: %v", err)
+	}
+	t.prepared = prepare.Uptime()
 	if res.Deployment != "" {
-		logf("new root: ostree deployment %s", res.Deployment)
+		logf("new root: ostree deployment %s, prepared in %s", res.Deployment, ms(t.prepared-begin))
 	} else {
-		logf("new root: image %s", res.Digest.Hex)
+		logf("new root: image %s, prepared in %s", res.Digest.Hex, ms(t.prepared-begin))
 	}
 	if *initMode {
 		newroot := *target
 		if newroot == "" {
 			newroot = *sysroot
 		}
+		logf("uptime: init=%s modules=%s sysroot=%s prepared=%s", secs(t.start), secs(t.modules), secs(t.sysroot), secs(t.prepared))
 		fail(prepare.SwitchRoot(filepath.Clean(newroot), args.Init))
 	}
 }
+
+// timings are init mode's milestones on the boot clock: started, modules
+// loaded, physical root mounted, new root prepared.
+type timings struct {
+	start, modules, sysroot, prepared time.Duration
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, name+": "+format+"\n", a...)

@@ -37,6 +37,16 @@ func MountAPIFilesystems() error {
 	return nil
 }
 
+// Uptime returns the time since the kernel started (CLOCK_BOOTTIME), the
+// clock boot timings are read on.
+func Uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
 // rootFSTypes are tried in order when there is no rootfstype=.
 var rootFSTypes = []string{"ext4", "xfs", "btrfs", "f2fs"}
 

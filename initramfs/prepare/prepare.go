@@ -303,7 +303,7 @@ func (r *run) mountRepository(candidates []cmdline.Digest) (*Result, layout, err
 		if err != nil {
 			return nil, layout{}, explain(d, err)
 		}
-		r.p.Log("mounted image %s (%s tier, verity %v)", d.Hex, info.Tier, info.Verity)
+		r.p.Log("mounted image %s (%s)", d.Hex, describe(info))
 		state := filepath.Join(r.p.Sysroot, "state", "deploy", d.Hex)
 		lay := layout{
 			etcBind:    filepath.Join(state, "etc"),
@@ -315,6 +315,15 @@ func (r *run) mountRepository(candidates []cmdline.Digest) (*Result, layout, err
 		return &Result{Digest: d, Image: f.Name(), Info: info}, lay, nil
 	}
 	return nil, layout{}, fmt.Errorf("%w: none of %s is in the repository %s", ErrNoImage, strings.Join(tried, ", "), repoPath)
+}
+
+// describe says how a mount was made, for the log.
+func describe(info mount.Info) string {
+	loop := ""
+	if info.Loop {
+		loop = " through a loop device"
+	}
+	return fmt.Sprintf("%s tier%s, verity %v", info.Tier, loop, info.Verity)
 }
 
 // explain adds to a mount error what a refused secure mount means.
@@ -358,7 +367,7 @@ func (r *run) mountOSTree(pin *cmdline.Digest) (*Result, layout, error) {
 		}
 		return nil, layout{}, err
 	}
-	r.p.Log("mounted ostree deployment %s (%s tier, verity %v)", deploy, info.Tier, info.Verity)
+	r.p.Log("mounted ostree deployment %s (%s)", deploy, describe(info))
 	lay := layout{
 		etcBind:    filepath.Join(deploy, "etc"),
 		varBind:    filepath.Join(filepath.Dir(filepath.Dir(deploy)), "var"),
@@ -557,4 +566,44 @@ func (r *run) finish() error {
 		}
 	}
 	return r.sys.Move(r.root, r.p.Target)
+}
+
+// RecordName is the file in the run directory where composefs-prepare-root
+// records what it booted, for the booted system to find out which image
+// its root is and how it was mounted.
+const RecordName = "booted"
+
+// Record returns res as the record file holds it: "key=value" lines, with
+// the keys digest (the composefs.digest= value, absent for an ostree
+// deployment no digest pins), image (its path before the switch to the
+// new root), deployment (ostree only), tier, loop and verity.
+func (res *Result) Record() []byte {
+	var b strings.Builder
+	if res.Digest != nil {
+		fmt.Fprintf(&b, "digest=%s\n", res.Digest)
+	}
+	fmt.Fprintf(&b, "image=%s\n", res.Image)
+	if res.Deployment != "" {
+		fmt.Fprintf(&b, "deployment=%s\n", res.Deployment)
+	}
+	fmt.Fprintf(&b, "tier=%s\nloop=%v\nverity=%v\n", res.Info.Tier, res.Info.Loop, res.Info.Verity)
+	return []byte(b.String())
+}
+
+// WriteRecord writes res's record to dir/RecordName, through a temporary
+// file renamed into place.
+func WriteRecord(dir string, res *Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	name := filepath.Join(dir, RecordName)
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, res.Record(), 0o644); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("record: %w", err)
+	}
+	return nil
 }
