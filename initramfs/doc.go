@@ -10,7 +10,10 @@
 //     digest and configuration.
 //   - bls writes Boot Loader Specification (Type 1) entries.
 //   - prepare is the prepare-root sequence itself, with its system calls
-//     behind an interface.
+//     behind an interface, and the init mode around it.
+//   - kmod reads a kernel's module indexes, resolves module closures and
+//     loads modules, for init mode.
+//   - minimal writes the minimal initramfs whose init is prepare-root.
 //
 // # Trust model
 //

@@ -78,6 +78,22 @@ else
     echo "(not root or no erofs/overlay in this kernel: skipping the kernel mounts)"
 fi
 
+# As root on Debian, install what the boot part needs when it is missing:
+# QEMU, e2fsprogs (mkfs.ext4 -d), the registry the image is served from, and
+# kmod (depmod for the fetched kernel).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=()
+    command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+    command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+    command -v docker-registry >/dev/null || need+=(docker-registry)
+    command -v depmod >/dev/null || need+=(kmod)
+    if [ ${#need[@]} -gt 0 ]; then
+        step "installing ${need[*]} for the QEMU boot"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" ||
+            { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"; }
+    fi
+fi
+
 # boot_skip prints why the boot part cannot run here, if it cannot.
 boot_skip() {
     if [ "$(id -u)" != 0 ]; then

@@ -16,10 +16,11 @@ import (
 	"github.com/gocfs/gocfs/initramfs/extension"
 )
 
-// initramfsCommand is the "initramfs" command group: the extension that
-// carries the digest to prepare-root, and appending it to an initramfs.
+// initramfsCommand is the "initramfs" command group: the minimal
+// initramfs, the extension that carries the digest to prepare-root, and
+// appending it to an initramfs.
 func initramfsCommand() *cli.Command {
-	return &cli.Command{Name: "initramfs", Usage: "make initramfs extensions for composefs-prepare-root", Subcommands: []*cli.Command{
+	return &cli.Command{Name: "initramfs", Usage: "make initramfs images and extensions for composefs-prepare-root", Subcommands: []*cli.Command{
 		{Name: "extension", Usage: "write a cpio archive carrying the image digest (and configuration)", Flags: []cli.Flag{
 			&cli.StringFlag{Name: "digest", Required: true, Usage: "image `DIGEST`: v1-sha256-12:HEX, v1-sha512-12:HEX or HEX, with a leading ? for an insecure boot"},
 			&cli.StringFlag{Name: "config", Usage: "prepare-root configuration `FILE` to include"},
