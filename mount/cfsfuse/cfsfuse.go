@@ -61,6 +61,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -182,6 +183,15 @@ func Mount(dir string, img *erofs.Image, opts Options) (*Server, error) {
 		close(s.done)
 	}()
 	if err := srv.WaitMount(); err != nil {
+		// WaitMount ends by opening a file in the new mount: if the
+		// mount was unmounted from outside in between, that open finds
+		// the bare mount point. The mount did exist and has ended, which
+		// is what Wait then reports.
+		select {
+		case <-s.done:
+			return s, nil
+		case <-time.After(time.Second):
+		}
 		s.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
