@@ -301,41 +301,32 @@ func (r *Repo) replaceFile(dst string, data []byte) error {
 
 // ReadDirMeta reads a dirmeta object.
 func (r *Repo) ReadDirMeta(checksum string) (*DirMeta, error) {
-	b, err := r.ReadObject(ObjDirMeta, checksum)
-	if err != nil {
-		return nil, err
-	}
-	d, err := ParseDirMeta(b)
-	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w", objectPath(checksum, ObjDirMeta), err)
-	}
-	return d, nil
+	return readParsed(r, ObjDirMeta, checksum, ParseDirMeta)
 }
 
 // ReadDirTree reads a dirtree object.
 func (r *Repo) ReadDirTree(checksum string) (*DirTree, error) {
-	b, err := r.ReadObject(ObjDirTree, checksum)
-	if err != nil {
-		return nil, err
-	}
-	t, err := ParseDirTree(b)
-	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w", objectPath(checksum, ObjDirTree), err)
-	}
-	return t, nil
+	return readParsed(r, ObjDirTree, checksum, ParseDirTree)
 }
 
 // ReadCommit reads a commit object.
 func (r *Repo) ReadCommit(checksum string) (*Commit, error) {
-	b, err := r.ReadObject(ObjCommit, checksum)
+	return readParsed(r, ObjCommit, checksum, ParseCommit)
+}
+
+// readParsed reads a metadata object and parses it, naming the object in
+// a parse error.
+func readParsed[T any](r *Repo, typ ObjectType, checksum string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	b, err := r.ReadObject(typ, checksum)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	c, err := ParseCommit(b)
+	v, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("ostree: %s: %w", objectPath(checksum, ObjCommit), err)
+		return zero, fmt.Errorf("ostree: %s: %w", objectPath(checksum, typ), err)
 	}
-	return c, nil
+	return v, nil
 }
 
 // ReadCommitMeta reads the detached metadata of a commit; a commit without
