@@ -1,9 +1,7 @@
 package ostreecompat
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	"github.com/gocfs/gocfs/ostreecompat/ostree"
 	"github.com/gocfs/gocfs/ostreecompat/ostree/ostreetest"
 	"github.com/gocfs/gocfs/store"
+	"github.com/gocfs/gocfs/tests/crashtest"
 	"github.com/gocfs/gocfs/verity"
 )
 
@@ -192,7 +190,7 @@ func TestSynthesizeKilled(t *testing.T) {
 	refs := 0
 	checked := map[string]bool{}
 	for iter := range 12 {
-		synthKillAfter(t, time.Duration(100+rng.IntN(1500))*time.Millisecond, synthKillEnv+"="+dir)
+		crashtest.KillAfter(t, time.Duration(100+rng.IntN(1500))*time.Millisecond, synthKillEnv+"="+dir)
 		n := synthCheckRepo(t, filepath.Join(dir, "repo"), checked)
 		refs = max(refs, n)
 		t.Logf("iteration %d: %d refs", iter, n)
@@ -265,28 +263,6 @@ func synthCheckFsck(t *testing.T, path string) {
 		return
 	}
 	ostreetest.Fsck(t, path)
-}
-
-// synthKillAfter re-executes the test binary with env added and kills it
-// with SIGKILL after d. The process must still be running then.
-func synthKillAfter(t *testing.T, d time.Duration, env ...string) {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(d)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("ended with %v before it was killed:\n%s", err, stderr.Bytes())
-	}
 }
 
 // BenchmarkSynthesize synthesizes the commit of a generated image of

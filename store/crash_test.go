@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gocfs/gocfs/store/splitstream"
+	"github.com/gocfs/gocfs/tests/crashtest"
 )
 
 // The crash test re-executes the test binary as a writer process (these
@@ -118,7 +117,7 @@ func TestCrashSafety(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	const iterations = 25
 	for iter := range iterations {
-		killAfter(t, time.Duration(50+rng.IntN(700))*time.Millisecond,
+		crashtest.KillAfter(t, time.Duration(50+rng.IntN(700))*time.Millisecond,
 			crashRepoEnv+"="+dir, crashSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10))
 
 		r, err := Open(dir)
@@ -216,7 +215,7 @@ func TestGCCrashSafety(t *testing.T) {
 		mustStream(t, r, fmt.Sprint("kept-", iter), fmt.Sprint("kept/", iter), streamSpec{objects: [][]byte{kept}})
 		r.Close()
 
-		killAfter(t, time.Duration(rng.IntN(300))*time.Millisecond, crashGCEnv+"="+dir)
+		crashtest.KillAfter(t, time.Duration(rng.IntN(300))*time.Millisecond, crashGCEnv+"="+dir)
 
 		r, err = Open(dir)
 		if err != nil {
@@ -235,28 +234,5 @@ func TestGCCrashSafety(t *testing.T) {
 			}
 		}
 		r.Close()
-	}
-}
-
-// killAfter re-executes the test binary with env added (which selects a
-// writer or collector mode in TestMain) and kills it with SIGKILL after d.
-// The process must still be running then.
-func killAfter(t *testing.T, d time.Duration, env ...string) {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(d)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("%v: ended with %v before it was killed:\n%s", env, err, stderr.Bytes())
 	}
 }
