@@ -17,7 +17,7 @@ export GOCFS_VM_CACHE     ?= $(CURDIR)/.cache/vm
 export GOCFS_VM_ARTIFACTS ?= $(CURDIR)/.cache/vm-logs
 BOOT_BENCHTIME ?= 3x
 
-.PHONY: all build test test-unit test-golden lint bench bench-ostree fuzz demo clean vm-kernels test-vm bench-boot
+.PHONY: all build test test-unit test-golden test-sweep lint bench bench-ostree fuzz demo clean vm-kernels test-vm bench-boot
 
 all: build
 
@@ -74,6 +74,11 @@ bench-ostree: build
 # Boot time with composefs-prepare-root against a plain initramfs, in QEMU.
 bench-boot: vm-kernels
 	$(GO) test -tags $(TAGS) -run '^$$' -bench BenchmarkBoot -benchtime $(BOOT_BENCHTIME) -v ./tests/vm/
+
+# More trees of the golden generator than the suite's default (as root).
+SEEDS ?= 1-40
+test-sweep:
+	GOCFS_MKTREE_SEEDS=$(SEEDS) $(GO) test -tags $(TAGS) -count=1 -timeout 120m -run TestMktreeSweep -v ./tests/
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:
