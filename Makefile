@@ -78,7 +78,7 @@ bench-boot: vm-kernels
 # More trees of the golden generator than the suite's default (as root).
 SEEDS ?= 1-40
 test-sweep:
-	GOCFS_MKTREE_SEEDS=$(SEEDS) $(GO) test -tags $(TAGS) -count=1 -timeout 120m -run TestMktreeSweep -v ./tests/
+	GOCFS_MKTREE_SEEDS=$(SEEDS) $(GO) test -tags $(TAGS) -count=1 -timeout 120m -run 'TestMktreeSweep|TestDirectorySources' ./tests/ ./mount/cfsfuse/
 
 # Each fuzz target for FUZZTIME (go test accepts one -fuzz target per run).
 fuzz:

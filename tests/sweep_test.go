@@ -5,18 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gocfs/gocfs/tests/treecheck"
 )
-
-// sweepSeeds are the generator seeds TestMktreeSweep builds by default:
-// trees the C reference's expected images do not cover (those are seeds 10
-// and 11), so that rare layouts a new seed produces are met in every run.
-// GOCFS_MKTREE_SEEDS ("1-200", "3,7,40-45") sweeps others.
-const sweepSeeds = "1-3"
 
 // TestMktreeSweep checks, for trees of the golden generator beyond the two
 // the C reference's images cover, what holds without the C tool: the
@@ -26,15 +19,7 @@ const sweepSeeds = "1-3"
 // shows the source tree.
 func TestMktreeSweep(t *testing.T) {
 	treecheck.RequireRoot(t)
-	spec := os.Getenv("GOCFS_MKTREE_SEEDS")
-	if spec == "" {
-		spec = sweepSeeds
-	}
-	seeds, err := parseSeeds(spec)
-	if err != nil {
-		t.Fatalf("GOCFS_MKTREE_SEEDS: %v", err)
-	}
-	for _, seed := range seeds {
+	for _, seed := range treecheck.SweepSeeds(t, "1-3") {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			sweepSeed(t, seed)
 		})
@@ -150,29 +135,4 @@ func hasFilesystems(names ...string) bool {
 		}
 	}
 	return true
-}
-
-// parseSeeds reads "1-3,7,40-45".
-func parseSeeds(spec string) ([]int, error) {
-	var seeds []int
-	for part := range strings.SplitSeq(spec, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil {
-			return nil, fmt.Errorf("%q: %w", part, err)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil {
-				return nil, fmt.Errorf("%q: %w", part, err)
-			}
-		}
-		if b < a {
-			return nil, fmt.Errorf("%q: empty range", part)
-		}
-		for s := a; s <= b; s++ {
-			seeds = append(seeds, s)
-		}
-	}
-	return seeds, nil
 }

@@ -16,16 +16,20 @@ import (
 // file type, boundary sizes, hardlinks, whiteouts, xattrs and ACLs, odd
 // names and owners) with their objects stored as a directory scan stores
 // them, and compares what cfsmount shows with the source directory and
-// the kernel's mount.
+// the kernel's mount. GOCFS_MKTREE_SEEDS adds trees of other seeds.
 func TestDirectorySources(t *testing.T) {
 	requireRoot(t) // the trees hold devices, foreign owners and trusted xattrs
 	requireFUSE(t)
-	sources := []struct {
+	type source struct {
 		name string
 		make func(t testing.TB, dir string)
-	}{
+	}
+	sources := []source{
 		{"handmade", treecheck.MakeHandmadeTree},
 		{"mktree10", func(t testing.TB, dir string) { treecheck.MakeMktree(t, dir, 10) }},
+	}
+	for _, seed := range treecheck.SweepSeeds(t, "") { // make test-sweep
+		sources = append(sources, source{fmt.Sprintf("mktree%d", seed), func(t testing.TB, dir string) { treecheck.MakeMktree(t, dir, seed) }})
 	}
 	for _, src := range sources {
 		for _, epoch := range []bool{false, true} {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -356,4 +357,49 @@ func MakeMktree(t testing.TB, dir string, seed int) {
 	if err != nil {
 		t.Fatalf("mktree.py %d: %v\n%s", seed, err, out)
 	}
+}
+
+// SweepSeeds returns the generator seeds a sweep builds: those of
+// GOCFS_MKTREE_SEEDS ("1-200", "3,7,40-45") when set, else def ("" for
+// none). The C reference's expected images cover seeds 10 and 11 only;
+// other seeds meet layouts those two do not.
+func SweepSeeds(t testing.TB, def string) []int {
+	t.Helper()
+	spec := os.Getenv("GOCFS_MKTREE_SEEDS")
+	if spec == "" {
+		spec = def
+	}
+	seeds, err := ParseSeeds(spec)
+	if err != nil {
+		t.Fatalf("GOCFS_MKTREE_SEEDS: %v", err)
+	}
+	return seeds
+}
+
+// ParseSeeds reads a list of seeds and ranges: "1-3,7,40-45".
+func ParseSeeds(spec string) ([]int, error) {
+	var seeds []int
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	for part := range strings.SplitSeq(spec, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", part, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return nil, fmt.Errorf("%q: %w", part, err)
+			}
+		}
+		if a < 0 || b < a {
+			return nil, fmt.Errorf("%q: not a seed or a range of seeds", part)
+		}
+		for s := a; s <= b; s++ {
+			seeds = append(seeds, s)
+		}
+	}
+	return seeds, nil
 }
