@@ -212,25 +212,6 @@ func (r *Repo) ReadObject(t ObjectType, checksum string) ([]byte, error) {
 	return data, nil
 }
 
-// WriteDirMeta stores a dirmeta object and returns its checksum.
-func (r *Repo) WriteDirMeta(d *DirMeta) (string, error) {
-	b, err := d.MarshalBinary()
-	if err != nil {
-		return "", fmt.Errorf("ostree: dirmeta: %w", err)
-	}
-	return r.writeMetadata(ObjDirMeta, b)
-}
-
-// WriteDirTree stores a dirtree object and returns its checksum. The
-// objects it names are not checked.
-func (r *Repo) WriteDirTree(t *DirTree) (string, error) {
-	b, err := t.MarshalBinary()
-	if err != nil {
-		return "", fmt.Errorf("ostree: dirtree: %w", err)
-	}
-	return r.writeMetadata(ObjDirTree, b)
-}
-
 // WriteCommit stores a commit object and returns its checksum. Its root
 // dirtree and dirmeta must exist. Everything written before is made durable
 // first (syncfs), so that a commit never outlives a crash without its tree.

@@ -15,7 +15,6 @@ const (
 	layerPrefix    = "oci-layer-"
 	configPrefix   = "oci-config-"
 	manifestPrefix = "oci-manifest-"
-	blobPrefix     = "oci-blob-"
 )
 
 // LayerStreamID returns the stream name of the layer with the given diff_id
@@ -27,9 +26,6 @@ func ConfigStreamID(config digest.Digest) string { return configPrefix + config.
 
 // ManifestStreamID returns the stream name of an image manifest.
 func ManifestStreamID(manifest digest.Digest) string { return manifestPrefix + manifest.String() }
-
-// BlobStreamID returns the stream name of an artifact blob.
-func BlobStreamID(blob digest.Digest) string { return blobPrefix + blob.String() }
 
 // Named references a configuration stream carries besides one per layer
 // diff_id: the EROFS images made from the image. composefs-rs keys images of

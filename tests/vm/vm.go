@@ -146,8 +146,6 @@ func (k *Kernel) AtLeast(major, minor int) bool {
 	return k.Major > major || (k.Major == major && k.Minor >= minor)
 }
 
-func (k *Kernel) String() string { return k.Release }
-
 // BaseArgs start every kernel command line: the console on the serial
 // port, kernel messages below warnings only, and a panic (init failing)
 // ends the run at once.
