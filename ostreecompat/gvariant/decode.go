@@ -178,6 +178,9 @@ func decodeArray(t *Type, data []byte, depth int) (any, error) {
 	}
 	table := data[last:]
 	n := len(table) / w
+	if offsetWidth(int(last), n) != w {
+		return nil, bad(t, "%d-byte framing offsets where %d-byte ones address all %d bytes", w, offsetWidth(int(last), n), len(data))
+	}
 	xs := make([]any, n)
 	prev := 0
 	for i := range n {
@@ -212,6 +215,9 @@ func decodeTuple(t *Type, data []byte, depth int) ([]any, error) {
 		return nil, bad(t, "%d bytes cannot hold %d framing offsets", len(data), noffs)
 	}
 	bodyEnd := len(data) - noffs*w
+	if noffs > 0 && offsetWidth(bodyEnd, noffs) != w {
+		return nil, bad(t, "%d-byte framing offsets where %d-byte ones address all %d bytes", w, offsetWidth(bodyEnd, noffs), len(data))
+	}
 	xs := make([]any, nf)
 	prev, k := 0, 0
 	for i, f := range t.fields {

@@ -224,21 +224,28 @@ func (e *encoder) tuple(t *Type, xs []any, depth int) error {
 	return nil
 }
 
-// offsets appends framing offsets of the smallest width that can address
-// the whole container, body and offsets together.
+// offsets appends the framing offsets of a container.
 func (e *encoder) offsets(body int, offs []int) {
 	if len(offs) == 0 {
 		return
 	}
-	w := 1
-	for ; w < 8; w *= 2 {
-		if uint64(body)+uint64(len(offs)*w) <= 1<<(8*w)-1 {
-			break
-		}
-	}
+	w := offsetWidth(body, len(offs))
 	for _, o := range offs {
 		e.buf = appendOffset(e.buf, uint64(o), w)
 	}
+}
+
+// offsetWidth is the width of the n framing offsets that follow a body:
+// the smallest that can address the whole container, body and offsets
+// together. Only this width is normal form.
+func offsetWidth(body, n int) int {
+	w := 1
+	for ; w < 8; w *= 2 {
+		if uint64(body)+uint64(n*w) <= 1<<(8*w)-1 {
+			break
+		}
+	}
+	return w
 }
 
 func appendOffset(b []byte, o uint64, w int) []byte {
