@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocfs/gocfs/erofs/dumpfile"
+	"github.com/gocfs/gocfs/erofs/tree"
 	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
@@ -76,15 +78,25 @@ func sweepSeed(t *testing.T, seed int) {
 	if !bytes.Equal(read("store.cfs"), read("plain.cfs")) {
 		t.Errorf("--digest-store changed the image: %s", firstDiff(read("store.cfs"), read("plain.cfs")))
 	}
-	for _, line := range bytes.Split(plainDump, []byte("\n")) {
-		fields := bytes.Fields(line)
-		// Regular files (mode 100xxx) with a payload are external.
-		if len(fields) < 9 || !bytes.HasPrefix(fields[2], []byte("100")) || string(fields[8]) == "-" {
-			continue
+	root, err := dumpfile.Parse(bytes.NewReader(plainDump), dumpfile.ParseOptions{Strict: true})
+	if err != nil {
+		t.Fatalf("dump of the image: %v", err)
+	}
+	objects := 0
+	err = tree.Walk(root, func(name string, d *tree.Dirent) error {
+		if d.Inode.IsReg() && d.Inode.Payload != "" {
+			objects++
+			if _, err := os.Stat(filepath.Join(p("objects"), d.Inode.Payload)); err != nil {
+				t.Errorf("object of /%s: %v", name, err)
+			}
 		}
-		if _, err := os.Stat(filepath.Join(p("objects"), string(fields[8]))); err != nil {
-			t.Errorf("object of %s: %v", fields[0], err)
-		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if objects == 0 {
+		t.Error("the image names no object: the tree has no external file")
 	}
 
 	// --use-epoch: the dump differs only in mtimes.
@@ -93,8 +105,8 @@ func sweepSeed(t *testing.T, seed int) {
 		t.Errorf("--use-epoch dump is not the plain dump with mtimes 0: %s", firstDiff(got, want))
 	}
 
-	if !hasFilesystems("erofs", "overlay") {
-		t.Log("SKIP kernel mount comparison: the kernel has no erofs or overlay filesystem")
+	if err := treecheck.HasFilesystems("erofs", "overlay"); err != nil {
+		t.Logf("SKIP kernel mount comparison: %v", err)
 		return
 	}
 	for _, c := range []struct {
@@ -122,17 +134,4 @@ func zeroMtimes(t *testing.T, dump []byte) []byte {
 		out.Write(bytes.Join(fields, []byte(" ")))
 	}
 	return out.Bytes()
-}
-
-func hasFilesystems(names ...string) bool {
-	b, err := os.ReadFile("/proc/filesystems")
-	if err != nil {
-		return false
-	}
-	for _, n := range names {
-		if !bytes.Contains(b, []byte("\t"+n+"\n")) {
-			return false
-		}
-	}
-	return true
 }

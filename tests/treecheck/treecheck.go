@@ -35,15 +35,24 @@ func RequireRoot(t testing.TB) {
 // filesystem.
 func RequireFilesystems(t testing.TB, names ...string) {
 	t.Helper()
+	if err := HasFilesystems(names...); err != nil {
+		t.Skipf("SKIP: %v", err)
+	}
+}
+
+// HasFilesystems says which of the named filesystems the kernel lacks, if
+// any.
+func HasFilesystems(names ...string) error {
 	b, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
-		t.Skipf("SKIP: cannot read /proc/filesystems: %v", err)
+		return err
 	}
 	for _, n := range names {
 		if !bytes.Contains(b, []byte("\t"+n+"\n")) {
-			t.Skipf("SKIP: kernel has no %s filesystem", n)
+			return fmt.Errorf("kernel has no %s filesystem", n)
 		}
 	}
+	return nil
 }
 
 // BuildImage scans src, copies its external files into the object

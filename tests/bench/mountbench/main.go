@@ -193,39 +193,19 @@ func (b *bench) cfsmount(readMiB int, walkDump string) error {
 	}
 
 	type result struct{ read, walk time.Duration }
-	measure := func(mountIt func(img, objs, mnt string) (func() error, error)) (result, error) {
+	measure := func(mountIt mounter) (result, error) {
 		var r result
-		mnt := filepath.Join(b.tmp, "served")
-		if err := os.MkdirAll(mnt, 0o755); err != nil {
-			return r, err
-		}
-		umount, err := mountIt(readImg, readObjs, mnt)
+		var err error
+		r.read, err = b.timeMounted(mountIt, readImg, readObjs, func(mnt string) error {
+			return readAll(filepath.Join(mnt, "large"))
+		})
 		if err != nil {
 			return r, err
 		}
-		r.read, err = best(3, func() error { return readAll(filepath.Join(mnt, "large")) })
-		if err2 := umount(); err == nil {
-			err = err2
-		}
-		if err != nil {
-			return r, err
-		}
-		umount, err = mountIt(walkImg, walkObjs, mnt)
-		if err != nil {
-			return r, err
-		}
-		r.walk, err = best(3, func() error { return walk(mnt) })
-		if err2 := umount(); err == nil {
-			err = err2
-		}
+		r.walk, err = b.timeMounted(mountIt, walkImg, walkObjs, walk)
 		return r, err
 	}
-	kernel, err := measure(func(img, objs, mnt string) (func() error, error) {
-		if _, err := mount.Mount(mnt, mount.Options{ImagePath: img, ObjectDirs: []string{objs}}); err != nil {
-			return nil, err
-		}
-		return func() error { return mount.Unmount(mnt) }, nil
-	})
+	kernel, err := measure(kernelMount)
 	if err != nil {
 		return fmt.Errorf("kernel mount: %w", err)
 	}
@@ -250,29 +230,17 @@ func (b *bench) cfsmount(readMiB int, walkDump string) error {
 // wake-ups dominate the default figure; on one CPU they are plain context
 // switches, and what is left is the cost of FUSE and cfsmount.
 func (b *bench) walkCause(img, objs string) error {
-	mnt := filepath.Join(b.tmp, "served")
 	var kernel, fuse time.Duration
 	err := onOneCPU(func() error {
-		if _, err := mount.Mount(mnt, mount.Options{ImagePath: img, ObjectDirs: []string{objs}}); err != nil {
-			return err
-		}
 		var err error
-		kernel, err = best(3, func() error { return walk(mnt) })
-		if err2 := mount.Unmount(mnt); err == nil {
-			err = err2
-		}
-		if err != nil {
+		if kernel, err = b.timeMounted(kernelMount, img, objs, walk); err != nil {
 			return fmt.Errorf("kernel mount: %w", err)
 		}
-		umount, err := b.startCfsmount(img, objs, mnt) // inherits the CPU
-		if err != nil {
+		// cfsmount inherits the CPU.
+		if fuse, err = b.timeMounted(b.startCfsmount, img, objs, walk); err != nil {
 			return fmt.Errorf("cfsmount: %w", err)
 		}
-		fuse, err = best(3, func() error { return walk(mnt) })
-		if err2 := umount(); err == nil {
-			err = err2
-		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
@@ -280,6 +248,34 @@ func (b *bench) walkCause(img, objs string) error {
 	fmt.Printf("  walk, all on one CPU:          kernel %7.0f ms       cfsmount %7.0f ms       ratio %.2fx\n",
 		ms(kernel), ms(fuse), float64(fuse)/float64(kernel))
 	return nil
+}
+
+// mounter mounts an image with its objects on mnt and returns the unmount.
+type mounter func(img, objs, mnt string) (func() error, error)
+
+func kernelMount(img, objs, mnt string) (func() error, error) {
+	if _, err := mount.Mount(mnt, mount.Options{ImagePath: img, ObjectDirs: []string{objs}}); err != nil {
+		return nil, err
+	}
+	return func() error { return mount.Unmount(mnt) }, nil
+}
+
+// timeMounted mounts the image and returns the best time of fn on the
+// mount.
+func (b *bench) timeMounted(mountIt mounter, img, objs string, fn func(mnt string) error) (time.Duration, error) {
+	mnt := filepath.Join(b.tmp, "served")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return 0, err
+	}
+	umount, err := mountIt(img, objs, mnt)
+	if err != nil {
+		return 0, err
+	}
+	d, err := best(3, func() error { return fn(mnt) })
+	if err2 := umount(); err == nil {
+		err = err2
+	}
+	return d, err
 }
 
 // onOneCPU runs fn on one OS thread restricted to one CPU; processes fn
