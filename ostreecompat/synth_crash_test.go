@@ -184,9 +184,7 @@ func TestSynthesizeKilled(t *testing.T) {
 	r := synthRepo(t, dir, mode)
 	r.Close()
 
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := crashtest.Rand(t)
 	refs := 0
 	checked := map[string]bool{}
 	for iter := range 12 {

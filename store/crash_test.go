@@ -112,9 +112,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := crashtest.Rand(t)
 	const iterations = 25
 	for iter := range iterations {
 		crashtest.KillAfter(t, time.Duration(50+rng.IntN(700))*time.Millisecond,
@@ -190,9 +188,7 @@ func TestGCCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	rng := crashtest.Rand(t)
 	for iter := range 20 {
 		// Garbage to collect: streams and images whose refs go away, and
 		// one that stays.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gocfs/gocfs/store"
 	"github.com/gocfs/gocfs/store/oci"
+	"github.com/gocfs/gocfs/tests/crashtest"
 	"github.com/gocfs/gocfs/tests/ocibuild"
 	"github.com/gocfs/gocfs/tests/registry"
 )
@@ -98,9 +98,8 @@ func TestStoreKilledPulls(t *testing.T) {
 		t.Fatalf("puller: %v\n%s", err, out)
 	}
 	whole := time.Since(start)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("a whole pull takes %v; kill times drawn with seed %d", whole, seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
+	t.Logf("a whole pull takes %v", whole)
+	rng := crashtest.Rand(t)
 
 	const wantKills, slots, maxRuns = 24, 3, 100
 	var repos []string

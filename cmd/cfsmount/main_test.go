@@ -21,6 +21,7 @@ import (
 	"github.com/gocfs/gocfs/mount/cfsfuse"
 	"github.com/gocfs/gocfs/store"
 	"github.com/gocfs/gocfs/store/objects"
+	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
 // mainEnv makes the test binary run cfsmount's main with its arguments,
@@ -41,22 +42,6 @@ func TestMain(m *testing.M) {
 		os.Exit(printTree(dir))
 	}
 	os.Exit(m.Run())
-}
-
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("SKIP: no /dev/fuse: %v", err)
-	}
-	if os.Geteuid() != 0 {
-		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("SKIP: not root and no fusermount3")
-		}
-		// fusermount3 opens the device as the user.
-		if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
-			t.Skipf("SKIP: /dev/fuse: %v", err)
-		}
-	}
 }
 
 // fixture is an image of a small tree and the object directory its files
@@ -183,7 +168,7 @@ func TestArguments(t *testing.T) {
 // TestErrors checks that cfsmount fails with status 1 and says why when
 // the image, an object directory or the mount point is not usable.
 func TestErrors(t *testing.T) {
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	f := newFixture(t)
 	bad := filepath.Join(f.dir, "bad.cfs")
 	if err := os.WriteFile(bad, bytes.Repeat([]byte("not an image"), 1000), 0o644); err != nil {
@@ -360,7 +345,7 @@ func mounted(t *testing.T, dir string) bool {
 // cfsmount with status 0, lazily when a file is still open in the mount,
 // and that an unmount from outside ends it too.
 func TestSignals(t *testing.T) {
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	f := newFixture(t)
 	uid := os.Geteuid()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
@@ -452,7 +437,7 @@ func printTree(dir string) int {
 // (as user nobody when the test runs as root), and reads the mount as that
 // user: trusted.* xattrs are hidden, user.* ones shown.
 func TestUnprivileged(t *testing.T) {
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	if _, err := exec.LookPath("fusermount3"); err != nil {
 		t.Skip("SKIP: no fusermount3")
 	}
@@ -529,7 +514,7 @@ func (p *process) mountinfo(t *testing.T) string {
 // TestRepository mounts images of a composefs repository by ref and by
 // digest, with the repository's objects.
 func TestRepository(t *testing.T) {
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	f := newFixture(t)
 	repoDir := filepath.Join(f.dir, "repo")
 	repo, err := store.Init(repoDir, store.InitOptions{Insecure: true})

@@ -20,11 +20,16 @@ import (
 	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
-// realSysroot makes a sysroot directory with a repository holding an image
-// of a small tree, and returns the sysroot, the image digest and whether
-// the repository is secure (it is when the filesystem has fs-verity).
-func realSysroot(t *testing.T, base string) (string, cmdline.Digest) {
+// realSysroot makes, in a new directory base (symlinks resolved, as the
+// mount table shows it), a sysroot with a repository holding an image of a
+// small tree, and returns base, the sysroot and the image digest, insecure
+// unless the filesystem has fs-verity.
+func realSysroot(t *testing.T) (base, sysroot string, d cmdline.Digest) {
 	t.Helper()
+	base, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	src := filepath.Join(base, "src")
 	files := map[string]string{
 		"etc/hostname":  "image-host\n",
@@ -41,7 +46,7 @@ func realSysroot(t *testing.T, base string) (string, cmdline.Digest) {
 			t.Fatal(err)
 		}
 	}
-	sysroot := filepath.Join(base, "sysroot")
+	sysroot = filepath.Join(base, "sysroot")
 	repoPath := filepath.Join(sysroot, "composefs")
 	if err := os.MkdirAll(sysroot, 0o755); err != nil {
 		t.Fatal(err)
@@ -68,7 +73,7 @@ func realSysroot(t *testing.T, base string) (string, cmdline.Digest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sysroot, cmdline.Digest{Algorithm: r.Algorithm(), Hex: hex.EncodeToString(id), Insecure: !r.Secure()}
+	return base, sysroot, cmdline.Digest{Algorithm: r.Algorithm(), Hex: hex.EncodeToString(id), Insecure: !r.Secure()}
 }
 
 // mountsUnder counts the mount table's mounts at or under dir.
@@ -112,11 +117,7 @@ func TestLinuxRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			base, err := filepath.EvalSymlinks(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			sysroot, d := realSysroot(t, base)
+			base, sysroot, d := realSysroot(t)
 			target := filepath.Join(base, "target")
 			if err := os.Mkdir(target, 0o755); err != nil {
 				t.Fatal(err)
@@ -191,11 +192,7 @@ func TestLinuxRun(t *testing.T) {
 func TestLinuxRefusals(t *testing.T) {
 	treecheck.RequireRoot(t)
 	treecheck.RequireFilesystems(t, "erofs", "overlay", "tmpfs")
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sysroot, d := realSysroot(t, base)
+	base, sysroot, d := realSysroot(t)
 	target := filepath.Join(base, "target")
 	if err := os.Mkdir(target, 0o755); err != nil {
 		t.Fatal(err)
@@ -231,11 +228,7 @@ func TestLinuxRefusals(t *testing.T) {
 func TestLinuxOntoSysroot(t *testing.T) {
 	treecheck.RequireRoot(t)
 	treecheck.RequireFilesystems(t, "erofs", "overlay", "tmpfs")
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sysroot, d := realSysroot(t, base)
+	base, sysroot, d := realSysroot(t)
 	if err := unix.Mount(sysroot, sysroot, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}

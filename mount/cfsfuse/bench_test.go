@@ -16,6 +16,7 @@ import (
 	"github.com/gocfs/gocfs/erofs/tree"
 	"github.com/gocfs/gocfs/store/objects"
 	"github.com/gocfs/gocfs/tests/golden"
+	"github.com/gocfs/gocfs/tests/treecheck"
 	"github.com/gocfs/gocfs/verity"
 )
 
@@ -42,7 +43,7 @@ var benchImages struct {
 func benchSetup(b *testing.B) {
 	b.Helper()
 	requireRoot(b)
-	requireFUSE(b)
+	treecheck.RequireFUSE(b)
 	v := benchVector(b)
 	benchImages.once.Do(func() { benchImages.err = buildBenchImages(v) })
 	if benchImages.err != nil {

@@ -19,7 +19,7 @@ import (
 // the kernel's mount. GOCFS_MKTREE_SEEDS adds trees of other seeds.
 func TestDirectorySources(t *testing.T) {
 	requireRoot(t) // the trees hold devices, foreign owners and trusted xattrs
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	type source struct {
 		name string
 		make func(t testing.TB, dir string)

@@ -7,6 +7,7 @@ import (
 	"github.com/gocfs/gocfs/erofs"
 	"github.com/gocfs/gocfs/erofs/dumpfile"
 	"github.com/gocfs/gocfs/tests/golden"
+	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
 // TestGoldenVectors mounts the image of every golden vector that builds
@@ -18,7 +19,7 @@ import (
 func TestGoldenVectors(t *testing.T) {
 	// The images hold files only root may read.
 	requireRoot(t)
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	for _, v := range golden.Vectors(t) {
 		if v.Fail {
 			continue

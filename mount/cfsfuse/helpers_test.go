@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -29,22 +28,6 @@ func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP: needs root for kernel EROFS and overlay mounts")
-	}
-}
-
-func requireFUSE(t testing.TB) {
-	t.Helper()
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("SKIP: no /dev/fuse: %v", err)
-	}
-	if os.Geteuid() != 0 {
-		if _, err := exec.LookPath("fusermount3"); err != nil {
-			t.Skip("SKIP: not root and no fusermount3")
-		}
-		// fusermount3 opens the device as the user.
-		if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
-			t.Skipf("SKIP: /dev/fuse: %v", err)
-		}
 	}
 }
 

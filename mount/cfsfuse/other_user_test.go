@@ -80,7 +80,7 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 // and POSIX ACLs enforced alike, and trusted.* xattrs hidden.
 func TestOtherUser(t *testing.T) {
 	requireRoot(t)
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	work := publicTempDir(t)
 	dir := filepath.Join(work, "src")
 	treecheck.MakeHandmadeTree(t, dir)

@@ -12,6 +12,7 @@ import (
 	"github.com/gocfs/gocfs/erofs"
 	"github.com/gocfs/gocfs/erofs/tree"
 	"github.com/gocfs/gocfs/store/objects"
+	"github.com/gocfs/gocfs/tests/treecheck"
 )
 
 // verifyFixture is an image of external files whose objects are stored
@@ -105,7 +106,7 @@ func readErrno(p string) ([]byte, error) {
 // that a repaired object is checked again; and that without Verify the
 // objects are served as they are.
 func TestVerify(t *testing.T) {
-	requireFUSE(t)
+	treecheck.RequireFUSE(t)
 	f := newVerifyFixture(t)
 	cases := []struct {
 		name           string

@@ -6,6 +6,7 @@ package crashtest
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"syscall"
@@ -35,4 +36,13 @@ func KillAfter(t testing.TB, d time.Duration, env ...string) {
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("%v: ended with %v before it was killed:\n%s", env, err, stderr.Bytes())
 	}
+}
+
+// Rand returns a generator of kill times seeded from the clock, and logs
+// the seed so that a failing run can be told apart and retraced.
+func Rand(t testing.TB) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill times drawn with seed %d", seed)
+	return rand.New(rand.NewPCG(seed, 0))
 }

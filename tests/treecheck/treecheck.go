@@ -31,6 +31,24 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// RequireFUSE skips the test unless it can mount FUSE filesystems:
+// directly as root, or through fusermount3.
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("SKIP: no /dev/fuse: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			t.Skip("SKIP: not root and no fusermount3")
+		}
+		// fusermount3 opens the device as the user.
+		if err := unix.Access("/dev/fuse", unix.R_OK|unix.W_OK); err != nil {
+			t.Skipf("SKIP: /dev/fuse: %v", err)
+		}
+	}
+}
+
 // RequireFilesystems skips the test unless the kernel has every named
 // filesystem.
 func RequireFilesystems(t testing.TB, names ...string) {

@@ -163,16 +163,16 @@ func (r *kernelRun) sequence(t *testing.T, minimalInit bool) {
 	other := strings.Repeat("0f", 32)
 	t.Run("wrong-digest", func(t *testing.T) {
 		c := r.boot(t, "wrong-digest", r.initrd, "composefs.digest=?v1-sha256-12:"+other)
-		r.expectRefused(t, c, "no image to boot: none of composefs.digest=?v1-sha256-12:"+other)
+		expectRefused(t, c, "no image to boot: none of composefs.digest=?v1-sha256-12:"+other)
 	})
 	if minimalInit {
 		t.Run("no-digest", func(t *testing.T) {
-			r.expectRefused(t, r.boot(t, "no-digest", r.initrd), "no image to boot: no composefs.digest=")
+			expectRefused(t, r.boot(t, "no-digest", r.initrd), "no image to boot: no composefs.digest=")
 		})
 	}
 	t.Run("unsealed-secure", func(t *testing.T) {
 		c := r.boot(t, "unsealed-secure", r.initrd, "composefs.digest="+d)
-		r.expectRefused(t, c, "secure boot impossible: composefs.digest="+d+" asks for a verified image, but the repository /sysroot/composefs has no fs-verity")
+		expectRefused(t, c, "secure boot impossible: composefs.digest="+d+" asks for a verified image, but the repository /sysroot/composefs has no fs-verity")
 	})
 	t.Run("extension", func(t *testing.T) {
 		pinned := &extension.Extension{Digest: cmdline.Digest{Algorithm: verity.SHA256, Hex: r.f.digest, Insecure: true}}
@@ -190,7 +190,7 @@ func (r *kernelRun) sequence(t *testing.T, minimalInit bool) {
 		}
 		c := r.boot(t, "secure", r.initrd, "composefs.digest="+d)
 		if !r.k.AtLeast(6, 6) {
-			r.expectRefused(t, c, "secure boot impossible: composefs.digest="+d+" asks for a verified image and it cannot be verified")
+			expectRefused(t, c, "secure boot impossible: composefs.digest="+d+" asks for a verified image and it cannot be verified")
 			return
 		}
 		r.expectBooted(t, c, true)
@@ -292,7 +292,7 @@ func (r *kernelRun) expectBooted(t testing.TB, c *Console, secure bool) {
 
 // expectRefused checks that prepare-root failed with an error holding want
 // and that nothing booted.
-func (r *kernelRun) expectRefused(t *testing.T, c *Console, want string) {
+func expectRefused(t *testing.T, c *Console, want string) {
 	t.Helper()
 	if c.Booted() {
 		t.Errorf("the image booted; want prepare-root to refuse it")
